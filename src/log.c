@@ -1,0 +1,383 @@
+/*
+ * Logging: levels, errno preserved, journal priority prefixes, and a writer
+ * thread so that a slow stderr never blocks an event loop.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acceptd.h"
+
+/* sd-daemon.h priority prefixes, spelled out so no header is needed. */
+#define LOG_PREFIX_ERR		"<3>"
+#define LOG_PREFIX_WARNING	"<4>"
+#define LOG_PREFIX_NOTICE	"<5>"
+#define LOG_PREFIX_INFO		"<6>"
+#define LOG_PREFIX_DEBUG	"<7>"
+
+/* Lines waiting for the writer thread; beyond this they are dropped. */
+#define LOG_QUEUE_LINES		8192
+
+static enum log_level	 log_level = LOG_LEVEL_INFO;
+static const char	*log_name = "acceptd";
+static int		 log_to_journal;
+
+static pthread_mutex_t	 log_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	 log_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t	 log_thread;
+static int		 log_thread_running;
+static int		 log_thread_stop;
+static char		*log_queue[LOG_QUEUE_LINES];
+static size_t		 log_head;	/* next line to write */
+static size_t		 log_count;	/* lines queued */
+static unsigned long long log_drops;
+
+static const char	*log_level_names[] = {
+	"error", "warning", "notice", "info", "debug"
+};
+static const char	*log_prefixes[] = {
+	LOG_PREFIX_ERR, LOG_PREFIX_WARNING, LOG_PREFIX_NOTICE,
+	LOG_PREFIX_INFO, LOG_PREFIX_DEBUG
+};
+
+static int	 log_stderr_is_journal(void);
+static void	 log_write_all(const char *, size_t);
+static void	 log_emit(enum log_level, const char *, int);
+static void	 log_vlog(enum log_level, int, const char *, va_list)
+		     printflike(3, 0);
+static void	*log_writer(void *);
+
+/* Is stderr the journal's stream ($JOURNAL_STREAM is "dev:inode")? */
+static int
+log_stderr_is_journal(void)
+{
+	const char		*e;
+	struct stat		 st;
+	unsigned long long	 dev, ino;
+
+	if ((e = getenv("JOURNAL_STREAM")) == NULL)
+		return (0);
+	if (sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return (0);
+	if (fstat(STDERR_FILENO, &st) == -1)
+		return (0);
+	return ((unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino);
+}
+
+/* Set up logging: the level and the name used in plain lines. */
+void
+log_init(enum log_level level, const char *name)
+{
+	log_level = level;
+	if (name != NULL)
+		log_name = name;
+	log_to_journal = log_stderr_is_journal();
+}
+
+/* Change the level (command line override, reload). */
+void
+log_setlevel(enum log_level level)
+{
+	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
+}
+
+/* Return the current level. */
+enum log_level
+log_getlevel(void)
+{
+	return (__atomic_load_n(&log_level, __ATOMIC_RELAXED));
+}
+
+/* Would a message at this level be written? */
+int
+log_enabled(enum log_level level)
+{
+	return (level <= log_getlevel());
+}
+
+/* Is stderr the journal? */
+int
+log_journal(void)
+{
+	return (log_to_journal);
+}
+
+/* How many lines were dropped because the sink was too slow. */
+unsigned long long
+log_dropped(void)
+{
+	unsigned long long	 n;
+
+	pthread_mutex_lock(&log_mutex);
+	n = log_drops;
+	pthread_mutex_unlock(&log_mutex);
+	return (n);
+}
+
+/* Write a whole buffer to stderr, retrying short writes. */
+static void
+log_write_all(const char *buf, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		n = write(STDERR_FILENO, buf, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Format one finished line and queue it, or write it when no writer runs. */
+static void
+log_emit(enum log_level level, const char *msg, int sync)
+{
+	char		 stamp[64], *line;
+	struct timespec	 ts;
+	struct tm	 tm;
+	int		 len;
+
+	if (log_to_journal)
+		len = asprintf(&line, "%s%s\n", log_prefixes[level], msg);
+	else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+		len = asprintf(&line, "%s.%03ld %s: %s: %s\n", stamp,
+		    ts.tv_nsec / 1000000, log_name, log_level_names[level],
+		    msg);
+	}
+	if (len == -1)
+		return;
+
+	pthread_mutex_lock(&log_mutex);
+	if (!log_thread_running || sync) {
+		pthread_mutex_unlock(&log_mutex);
+		log_write_all(line, (size_t)len);
+		free(line);
+		return;
+	}
+	if (log_count == LOG_QUEUE_LINES) {
+		log_drops++;
+		pthread_mutex_unlock(&log_mutex);
+		free(line);
+		return;
+	}
+	log_queue[(log_head + log_count) % LOG_QUEUE_LINES] = line;
+	log_count++;
+	pthread_cond_signal(&log_cond);
+	pthread_mutex_unlock(&log_mutex);
+}
+
+/* Format a message, with strerror of the saved errno when asked. */
+static void
+log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
+{
+	char	*msg, *full;
+	int	 saved_errno = errno;
+
+	if (!log_enabled(level)) {
+		errno = saved_errno;
+		return;
+	}
+	if (vasprintf(&msg, fmt, ap) == -1) {
+		errno = saved_errno;
+		return;
+	}
+	if (with_errno) {
+		if (asprintf(&full, "%s: %s", msg, strerror(saved_errno)) ==
+		    -1) {
+			free(msg);
+			errno = saved_errno;
+			return;
+		}
+		free(msg);
+		msg = full;
+	}
+	log_emit(level, msg, 0);
+	free(msg);
+	errno = saved_errno;
+}
+
+/* Drain the queue to stderr; the only place that may block on it. */
+static void *
+log_writer(void *arg)
+{
+	char	*line;
+
+	pthread_mutex_lock(&log_mutex);
+	for (;;) {
+		while (log_count == 0 && !log_thread_stop)
+			pthread_cond_wait(&log_cond, &log_mutex);
+		if (log_count == 0)
+			break;
+		line = log_queue[log_head];
+		log_head = (log_head + 1) % LOG_QUEUE_LINES;
+		log_count--;
+		pthread_mutex_unlock(&log_mutex);
+		log_write_all(line, strlen(line));
+		free(line);
+		pthread_mutex_lock(&log_mutex);
+	}
+	pthread_mutex_unlock(&log_mutex);
+	return (NULL);
+}
+
+/* Start the writer thread; from now on logging never blocks the caller. */
+void
+log_start_writer(void)
+{
+	sigset_t	 all, old;
+
+	pthread_mutex_lock(&log_mutex);
+	if (log_thread_running) {
+		pthread_mutex_unlock(&log_mutex);
+		return;
+	}
+	log_thread_stop = 0;
+	/* Signals belong to the event loop, never to this thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&log_thread, NULL, log_writer, NULL) == 0)
+		log_thread_running = 1;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_mutex_unlock(&log_mutex);
+}
+
+/* Write out what is queued and stop the writer thread. */
+void
+log_stop_writer(void)
+{
+	pthread_mutex_lock(&log_mutex);
+	if (!log_thread_running) {
+		pthread_mutex_unlock(&log_mutex);
+		return;
+	}
+	log_thread_stop = 1;
+	pthread_cond_signal(&log_cond);
+	pthread_mutex_unlock(&log_mutex);
+	pthread_join(log_thread, NULL);
+	pthread_mutex_lock(&log_mutex);
+	log_thread_running = 0;
+	pthread_mutex_unlock(&log_mutex);
+}
+
+/* Log an error without errno. */
+void
+log_errorx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_ERROR, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* Log a warning with strerror(errno). */
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_WARNING, 1, fmt, ap);
+	va_end(ap);
+}
+
+/* Log a warning. */
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_WARNING, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* Log a notice: normal but significant (startup, reload, stop). */
+void
+log_notice(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_NOTICE, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* Log an informational message. */
+void
+log_info(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_INFO, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* Log a debug message. */
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_DEBUG, 0, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Log one connection line. Connection lines are governed by
+ * log_connections alone, so they are written whatever log_level says; the
+ * journal fields are for the structured path.
+ */
+void
+log_conn(const char *line, const char *const *fields, size_t nfields)
+{
+	int	 saved_errno = errno;
+
+	log_emit(LOG_LEVEL_INFO, line, 0);
+	errno = saved_errno;
+}
+
+/* Log at error level with strerror(errno), then exit 1. */
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	log_stop_writer();
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_ERROR, 1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+/* Log at error level, then exit 1. */
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	log_stop_writer();
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

@@ -1,0 +1,44 @@
+/*
+ * Built with --without-systemd: acceptd never notifies anybody, and the
+ * watchdog is never enabled.
+ */
+#include <sys/types.h>
+
+#include "acceptd.h"
+
+/* No service manager to tell. */
+void
+systemd_ready(const char *status)
+{
+}
+
+/* No service manager to tell. */
+void
+systemd_reloading(void)
+{
+}
+
+/* No service manager to tell. */
+void
+systemd_stopping(void)
+{
+}
+
+/* No service manager to tell. */
+void
+systemd_status(const char *fmt, ...)
+{
+}
+
+/* The watchdog is never enabled. */
+int
+systemd_watchdog_usec(unsigned long long *usec)
+{
+	return (0);
+}
+
+/* No watchdog to feed. */
+void
+systemd_watchdog_ping(void)
+{
+}

@@ -1,0 +1,105 @@
+"""The bench scripts run end to end on a tiny setting.
+
+No timing figure is asserted here: the checks are that every step ran,
+moved data through acceptd and the direct path, and held every idle
+connection it opened.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+SRCDIR = os.environ.get("ACCEPTD_SRCDIR",
+                        os.path.join(os.path.dirname(__file__), "..", ".."))
+BENCH = os.path.join(SRCDIR, "bench")
+QUICK_SCENARIOS = ["tput1", "cps", "keepalive", "idle"]
+IDLE = 50
+
+
+def need(*progs):
+    """Skip unless every program is installed."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [p for p in progs if shutil.which(p, path=path) is None]
+    if missing:
+        pytest.skip("bench tools not installed: %s (./bootstrap --bench "
+                    "installs them)" % ", ".join(missing))
+
+
+def acceptd_args():
+    """--acceptd pointing at the binary under test, when it is known."""
+    acceptd = os.environ.get("ACCEPTD")
+    return ["--acceptd", acceptd] if acceptd else []
+
+
+def test_bench_quick_runs_direct_and_acceptd(tmp_path):
+    need("iperf3", "wrk", "nginx")
+    js = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    r = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "run.py"), "--quick",
+         "--only", "direct,acceptd", "--idle-conns", str(IDLE),
+         "--scenarios", ",".join(QUICK_SCENARIOS),
+         "--json", str(js), "--out", str(md)] + acceptd_args(),
+        capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(js.read_text())
+    assert data["targets"] == ["direct", "acceptd"]
+    res = data["results"]
+    for target in ("direct", "acceptd"):
+        tput = res["tput1"][target][0]
+        assert tput["bytes"] > 0
+        for scn in ("cps", "keepalive"):
+            w = res[scn][target][0]
+            assert w["requests"] > 0
+            assert w["errors"] * 100 <= w["requests"]
+        assert res["idle"][target][0]["held"] == IDLE
+    # Proxy-side readings exist for acceptd only.
+    assert "cpu_s_per_gb" in res["tput1"]["acceptd"][0]
+    assert "cpu_us_per_req" in res["cps"]["acceptd"][0]
+    assert "rss_delta" in res["idle"]["acceptd"][0]
+    assert "cpu_s_per_gb" not in res["tput1"]["direct"][0]
+    text = md.read_text()
+    assert text == r.stdout
+    for title in ("### Throughput", "### New connections",
+                  "### Keep-alive requests", "### Idle connections"):
+        assert title in text
+    assert "\n| acceptd | " in text and "\n| direct | " in text
+
+
+def test_bench_callgrind_counts_instructions(tmp_path):
+    need("valgrind")
+    if os.environ.get("ACCEPTD_SANITIZERS"):
+        pytest.skip("valgrind cannot run a sanitizer build")
+    js = tmp_path / "callgrind.json"
+    r = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "callgrind.py"),
+         "--warmup", "2", "--count", "5", "--repeat", "1",
+         "--json", str(js)] + acceptd_args(),
+        capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(js.read_text())
+    run = data["runs"][0]
+    assert run["total"] > run["warmup_total"] > 0
+    assert run["per_connection"] > 0
+    assert "instructions (Ir) per proxied connection" in r.stdout
+
+
+def test_bench_heap_lists_bytes_per_idle_connection(tmp_path):
+    need("valgrind", "vgdb")
+    if os.environ.get("ACCEPTD_SANITIZERS"):
+        pytest.skip("valgrind cannot run a sanitizer build")
+    js = tmp_path / "heap.json"
+    r = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "heap.py"), "--conns", "20",
+         "--json", str(js)] + acceptd_args(),
+        capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(js.read_text())
+    assert data["conns"] == 20
+    assert data["heap_per_conn"] > 0
+    assert any(s["bytes"] > 0 for s in data["sites"])
+    assert "heap bytes per connection" in r.stdout
