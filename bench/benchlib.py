@@ -42,20 +42,70 @@ def free_port():
         return s.getsockname()[1]
 
 
-def listening_ports():
-    """Return the set of TCP ports in LISTEN state (IPv4 and IPv6)."""
-    ports = set()
+def listen_retry(start, attempts=3):
+    """Call start(port) with a free port; return (port, its result).
+
+    Another program may take the port between free_port() and the bind:
+    start() then fails saying the address is in use, and another port is
+    tried. start() must clean up after itself when it fails."""
+    for i in range(attempts):
+        port = free_port()
+        try:
+            return port, start(port)
+        except BenchError as e:
+            if i + 1 == attempts or "in use" not in str(e).lower():
+                raise
+    raise BenchError("no free port")
+
+
+def start_iperf3_server(iperf3, logdir, name):
+    """A one-off iperf3 server on a free port; return (proc, port)."""
+    def start(port):
+        proc = Proc(name, [iperf3, "-s", "-1", "-p", str(port)], logdir)
+        try:
+            proc.wait_listening(port)
+        except BenchError:
+            proc.stop()
+            raise
+        return proc
+    port, proc = listen_retry(start)
+    return proc, port
+
+
+def listening_inodes(port):
+    """Return the socket inodes in LISTEN state on a TCP port (IPv4 and
+    IPv6)."""
+    inodes = set()
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
                 next(f)
                 for line in f:
-                    fields = line.split(None, 4)
-                    if fields[3] == "0A":
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                    fields = line.split()
+                    if fields[3] == "0A" and \
+                            int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
         except FileNotFoundError:
             pass
-    return ports
+    return inodes
+
+
+def socket_inodes(pid):
+    """Return the inodes of the sockets pid has open."""
+    inodes = set()
+    fddir = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(fddir)
+    except OSError:
+        return inodes
+    for name in names:
+        try:
+            link = os.readlink(os.path.join(fddir, name))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
 
 
 def wait_until(pred, timeout, what, step=0.02):
@@ -104,16 +154,22 @@ def proc_cpu_seconds(pids):
     return ticks / CLK_TCK
 
 
-def proc_rss_bytes(pids):
-    """Sum VmRSS of pids, in bytes."""
+def proc_status_bytes(pids, key):
+    """Sum a /proc/PID/status size field (VmRSS, VmData...) of pids, in
+    bytes."""
     total = 0
     for pid in pids:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     total += int(line.split()[1]) * 1024
                     break
     return total
+
+
+def proc_rss_bytes(pids):
+    """Sum VmRSS of pids, in bytes."""
+    return proc_status_bytes(pids, "VmRSS")
 
 
 class Proc:
@@ -160,10 +216,12 @@ class Proc:
                              (self.name, self.popen.returncode, self.tail()))
 
     def wait_listening(self, port, timeout=10.0):
-        """Wait until port is in LISTEN state, failing if we die first."""
+        """Wait until this process listens on port, failing if it dies
+        first. A socket of another program on that port does not count."""
         def ready():
             self.check_alive()
-            return port in listening_ports()
+            inodes = listening_inodes(port)
+            return bool(inodes and inodes & socket_inodes(self.pid))
         wait_until(ready, timeout, "%s to listen on port %d" %
                    (self.name, port))
 

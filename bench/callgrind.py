@@ -108,19 +108,27 @@ def breakdown(base_path, more_path, count, top):
 def one_run(a, tmp, echo, conns, extra, seq):
     """Run acceptd under callgrind for conns connections; return the
     instruction total and the output file."""
-    port = bl.free_port()
     conf = os.path.join(tmp, "acceptd-%d.conf" % seq)
-    with open(conf, "w") as f:
-        f.write(bl.acceptd_config(port, echo.port, 1, extra,
-                                  a.log_connections))
     out = os.path.join(tmp, "callgrind-%d.out" % seq)
-    argv = [a.valgrind, "--tool=callgrind", "--callgrind-out-file=" + out,
-            a.acceptd, "-c", conf]
-    proc = bl.Proc("callgrind-%d" % seq, argv, tmp)
+
+    def start(port):
+        with open(conf, "w") as f:
+            f.write(bl.acceptd_config(port, echo.port, 1, extra,
+                                      a.log_connections))
+        argv = [a.valgrind, "--tool=callgrind",
+                "--callgrind-out-file=" + out, a.acceptd, "-c", conf]
+        proc = bl.Proc("callgrind-%d" % seq, argv, tmp)
+        try:
+            proc.wait_listening(port, timeout=120)
+        except bl.BenchError:
+            proc.stop(signal.SIGKILL)
+            raise
+        return proc
+
+    port, proc = bl.listen_retry(start)
     payload = bytes(range(256)) * (a.size // 256 + 1)
     payload = payload[:a.size]
     try:
-        proc.wait_listening(port, timeout=120)
         for _ in range(conns):
             bl.short_connection(port, payload, timeout=30)
         bl.wait_until(lambda: echo.counts()[1] == 0, 30,

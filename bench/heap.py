@@ -106,18 +106,26 @@ def parse_args(argv):
 
 def measure(a, tmp, echo, sources):
     """Run acceptd under massif; return the two snapshots' readings."""
-    port = bl.free_port()
     conf = os.path.join(tmp, "acceptd.conf")
-    with open(conf, "w") as f:
-        f.write(bl.acceptd_config(port, echo.port, 1,
-                                  bl.acceptd_extra(a.acceptd, tmp)))
-    argv = [a.valgrind, "--tool=massif", "--threshold=0.01",
-            "--massif-out-file=" + os.path.join(tmp, "massif.out"),
-            a.acceptd, "-c", conf]
-    proc = bl.Proc("massif", argv, tmp)
+    extra = bl.acceptd_extra(a.acceptd, tmp)
+
+    def start(port):
+        with open(conf, "w") as f:
+            f.write(bl.acceptd_config(port, echo.port, 1, extra))
+        argv = [a.valgrind, "--tool=massif", "--threshold=0.01",
+                "--massif-out-file=" + os.path.join(tmp, "massif.out"),
+                a.acceptd, "-c", conf]
+        proc = bl.Proc("massif", argv, tmp)
+        try:
+            proc.wait_listening(port, timeout=120)
+        except bl.BenchError:
+            proc.stop(signal.SIGKILL)
+            raise
+        return proc
+
+    port, proc = bl.listen_retry(start)
     socks = []
     try:
-        proc.wait_listening(port, timeout=120)
         for _ in range(10):
             bl.short_connection(port, b"warm-up", timeout=30)
         bl.wait_until(lambda: echo.counts()[1] == 0, 30,

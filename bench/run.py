@@ -77,8 +77,10 @@ class Target:
                             self.ctx.tmp)
         self.proc.wait_listening(port)
         if workers:
-            bl.wait_until(lambda: len(bl.children_of(self.proc.pid)) >=
-                          workers, 10, self.name + " workers")
+            def ready():
+                self.proc.check_alive()
+                return len(bl.children_of(self.proc.pid)) >= workers
+            bl.wait_until(ready, 10, self.name + " workers")
         self.pids = self.proc.track_children()
 
     def _conf(self, text, ext):
@@ -91,7 +93,26 @@ class Target:
         return path
 
 
-class Acceptd(Target):
+class Proxy(Target):
+    """A proxy process started in front of the backend."""
+
+    def start(self, backend_port):
+        """Start on a free port (another one if it was taken meanwhile)."""
+        def attempt(port):
+            try:
+                self._start(port, backend_port)
+            except bl.BenchError:
+                self.stop()
+                raise
+        port, _ = bl.listen_retry(attempt)
+        return port
+
+    def _start(self, port, backend_port):
+        """Start listening on port in front of backend_port."""
+        raise NotImplementedError
+
+
+class Acceptd(Proxy):
     """acceptd with one or more event-loop workers."""
 
     kind = "acceptd"
@@ -111,14 +132,12 @@ class Acceptd(Target):
         return bl.acceptd_config(port, backend_port, self.workers,
                                  self.extra)
 
-    def start(self, backend_port):
-        port = bl.free_port()
+    def _start(self, port, backend_port):
         conf = self._conf(self.config(port, backend_port), "conf")
         self._launch([self.ctx.acceptd, "-c", conf], port)
-        return port
 
 
-class Haproxy(Target):
+class Haproxy(Proxy):
     """HAProxy in TCP mode with nbthread threads."""
 
     kind = "haproxy"
@@ -130,8 +149,7 @@ class Haproxy(Target):
     def version(self):
         return bl.first_line([self.ctx.haproxy, "-v"])
 
-    def start(self, backend_port):
-        port = bl.free_port()
+    def _start(self, port, backend_port):
         maxconn = self.ctx.maxconn
         conf = self._conf(
             "global\n"
@@ -151,10 +169,9 @@ class Haproxy(Target):
             (self.threads, maxconn, maxconn, bl.LOOPBACK, port,
              bl.LOOPBACK, backend_port), "cfg")
         self._launch([self.ctx.haproxy, "-db", "-f", conf], port)
-        return port
 
 
-class Nginx(Target):
+class Nginx(Proxy):
     """nginx stream proxy with a master and worker processes."""
 
     kind = "nginx"
@@ -168,8 +185,7 @@ class Nginx(Target):
                              text=True, timeout=10)
         return (out.stderr or out.stdout).strip().splitlines()[0]
 
-    def start(self, backend_port):
-        port = bl.free_port()
+    def _start(self, port, backend_port):
         tag = "%s-%d" % (self.name, port)
         conf = self._conf(
             "%s"
@@ -195,7 +211,6 @@ class Nginx(Target):
              bl.LOOPBACK, backend_port), "conf")
         self._launch([self.ctx.nginx, "-p", self.ctx.tmp + "/", "-c", conf,
                       "-e", "stderr"], port, workers=self.workers)
-        return port
 
 
 class Context:
@@ -214,6 +229,7 @@ class Context:
         self.wrk = bl.which("wrk")
         self.stream_module = nginx_stream_module(self.nginx)
         self.acceptd_extra = None
+        self.notes = []
 
 
 def nginx_stream_module(nginx):
@@ -238,12 +254,10 @@ def nginx_stream_module(nginx):
 def run_tput(ctx, target, streams, reverse):
     """iperf3 through the target: throughput and proxy CPU per GB."""
     d = ctx.args.duration
-    bport = bl.free_port()
     ctx.seq += 1
-    srv = bl.Proc("iperf3-%d" % ctx.seq,
-                  [ctx.iperf3, "-s", "-1", "-p", str(bport)], ctx.tmp)
+    srv, bport = bl.start_iperf3_server(ctx.iperf3, ctx.tmp,
+                                        "iperf3-%d" % ctx.seq)
     try:
-        srv.wait_listening(bport)
         port = target.start(bport)
         try:
             cpu0 = bl.proc_cpu_seconds(target.pids)
@@ -329,6 +343,7 @@ def run_idle(ctx, target):
     try:
         time.sleep(0.2)
         rss0 = bl.proc_rss_bytes(target.pids)
+        data0 = bl.proc_status_bytes(target.pids, "VmData")
         held, err = bl.open_idle(port, n, socks)
         if err:
             ctx.notes.append("%s idle: %d of %d held (%s)" %
@@ -341,6 +356,7 @@ def run_idle(ctx, target):
                                 "verified" % (accepted, held))
         time.sleep(0.3)
         rss1 = bl.proc_rss_bytes(target.pids)
+        data1 = bl.proc_status_bytes(target.pids, "VmData")
         target.check_alive()
         for s in socks:
             s.close()
@@ -356,6 +372,7 @@ def run_idle(ctx, target):
     if target.kind != "direct":
         res["rss_delta"] = rss1 - rss0
         res["bytes_per_conn"] = (rss1 - rss0) / held
+        res["vmdata_per_conn"] = (data1 - data0) / held
     return res
 
 
@@ -378,7 +395,12 @@ def start_http_backend(ctx):
         f.write(b"x" * (SMALL_FILE_SIZE - 1) + b"\n")
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(ctx.tmp, "ngx-temp", sub))
-    port = bl.free_port()
+    port, proc = bl.listen_retry(lambda p: http_backend_at(ctx, p, www))
+    return proc, port
+
+
+def http_backend_at(ctx, port, www):
+    """Start the HTTP backend on port; return its Proc once it listens."""
     t = ctx.tmp
     conf = os.path.join(t, "http-backend.conf")
     with open(conf, "w") as f:
@@ -410,62 +432,53 @@ def start_http_backend(ctx):
     except bl.BenchError:
         proc.stop()
         raise
-    return proc, port
+    return proc
 
 
-def median(vals):
-    """Median of the values that are not None, or None."""
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def metric(results, scn, name, key):
-    """Median over repetitions of results[scn][name][i][key]."""
+def values(results, scn, name, key):
+    """The values of results[scn][name][i][key] over repetitions."""
     runs = results.get(scn, {}).get(name, [])
-    return median([r.get(key) if r else None for r in runs])
+    return [r[key] for r in runs if r and r.get(key) is not None]
 
 
 def tput_cpu(results, name):
-    """Median over repetitions of proxy CPU seconds per GB, all iperf3
-    runs of a repetition taken together."""
+    """Proxy CPU seconds per GB over repetitions, all iperf3 runs of a
+    repetition taken together."""
     per_rep = {}
     for scn in TPUT:
         for i, r in enumerate(results.get(scn, {}).get(name, [])):
             if r and "cpu" in r:
                 cpu, nbytes = per_rep.get(i, (0.0, 0))
                 per_rep[i] = (cpu + r["cpu"], nbytes + r["bytes"])
-    return median([c / (b / 1e9) for c, b in per_rep.values() if b])
+    return [c / (b / 1e9) for c, b in per_rep.values() if b]
 
 
-def fmt(v, digits):
-    """Format a number, or a dash."""
-    if v is None:
+def cell(vals, ref_direct, ref_hap, digits):
+    """The median of vals, its spread over repetitions (half the range,
+    relative to the median) and its ratios to direct and the reference."""
+    if not vals:
         return "-"
-    return "%.*f" % (digits, v)
-
-
-def cell(v, ref_direct, ref_hap, digits):
-    """A value followed by its ratios to direct and to the reference."""
-    if v is None:
-        return "-"
+    v = statistics.median(vals)
     if digits is None:
-        return fmt(v, 0)
+        return "%.0f" % v
+    text = "%.*f" % (digits, v)
+    if len(vals) > 1 and v:
+        text += " ±%.0f%%" % (50.0 * (max(vals) - min(vals)) / abs(v))
     parts = []
     for ref in (ref_direct, ref_hap):
-        parts.append("%.2f" % (v / ref) if ref else "-")
-    return "%s (%s)" % (fmt(v, digits), " / ".join(parts))
+        parts.append("%.2f" % (v / statistics.median(ref)) if ref else "-")
+    return "%s (%s)" % (text, " / ".join(parts))
 
 
-def table(rows, names, columns):
+def table(names, columns):
     """A markdown table: one row per target, one column per metric."""
     out = ["| target | " + " | ".join(c[0] for c in columns) + " |",
            "| --- |" + " --- |" * len(columns)]
     for name in names:
         cells = []
-        for title, get, digits in columns:
-            v = get(name)
-            cells.append(cell(v, get("direct") if "direct" in names
-                              else None,
+        for _, get, digits in columns:
+            cells.append(cell(get(name),
+                              get("direct") if "direct" in names else None,
                               get(REFERENCE) if REFERENCE in names
                               else None, digits))
         out.append("| %s | %s |" % (name, " | ".join(cells)))
@@ -491,8 +504,9 @@ def report(ctx, results, names, info):
             (a.reps, a.duration, WRK_CONNECTIONS, SMALL_FILE_SIZE,
              a.idle_conns, ctx.nofile, info["elapsed"]),
             "",
-            "Medians of %d repetition(s). Each cell: value (ratio to "
-            "direct / ratio to %s). A ratio above 1 means more of the "
+            "Medians of %d repetition(s). Each cell: median, ±half the "
+            "range over repetitions as a share of the median, then (ratio "
+            "to direct / ratio to %s). A ratio above 1 means more of the "
             "figure: better for Gbit/s and rates, worse for CPU, latency "
             "and memory." % (a.reps, REFERENCE), ""]
     cols = []
@@ -501,47 +515,55 @@ def report(ctx, results, names, info):
     for scn in TPUT:
         if scn in scns:
             cols.append(("%s Gbit/s" % labels[scn],
-                         lambda n, s=scn: metric(results, s, n, "gbps"), 2))
+                         lambda n, s=scn: values(results, s, n, "gbps"), 2))
     if cols:
         cols.append(("proxy CPU s/GB",
                      lambda n: tput_cpu(results, n), 3))
         out += ["### Throughput (iperf3; -R: backend to client)", "",
-                table(results, names, cols), ""]
+                table(names, cols), ""]
     if "cps" in scns:
         out += ["### New connections (wrk, `Connection: close`)", "",
-                table(results, names, [
-                    ("conn/s", lambda n: metric(results, "cps", n, "rate"),
+                table(names, [
+                    ("conn/s", lambda n: values(results, "cps", n, "rate"),
                      0),
                     ("proxy CPU us/conn",
-                     lambda n: metric(results, "cps", n, "cpu_us_per_req"),
+                     lambda n: values(results, "cps", n, "cpu_us_per_req"),
                      1)]), ""]
     if "keepalive" in scns:
         out += ["### Keep-alive requests (wrk --latency)", "",
-                table(results, names, [
+                table(names, [
                     ("req/s",
-                     lambda n: metric(results, "keepalive", n, "rate"), 0),
+                     lambda n: values(results, "keepalive", n, "rate"), 0),
                     ("p50 ms",
-                     lambda n: metric(results, "keepalive", n, "p50_ms"), 3),
+                     lambda n: values(results, "keepalive", n, "p50_ms"), 3),
                     ("p99 ms",
-                     lambda n: metric(results, "keepalive", n, "p99_ms"), 3),
+                     lambda n: values(results, "keepalive", n, "p99_ms"), 3),
                     ("proxy CPU us/req",
-                     lambda n: metric(results, "keepalive", n,
+                     lambda n: values(results, "keepalive", n,
                                       "cpu_us_per_req"), 1)]), ""]
     if "idle" in scns:
         out += ["### Idle connections (each verified by an echoed byte)",
-                "", table(results, names, [
-                    ("held", lambda n: metric(results, "idle", n, "held"),
+                "", table(names, [
+                    ("held", lambda n: values(results, "idle", n, "held"),
                      None),
                     ("proxy RSS MiB",
-                     lambda n: (lambda v: v / 1048576 if v is not None
-                                else None)(
-                         metric(results, "idle", n, "rss_delta")), 1),
-                    ("bytes/conn",
-                     lambda n: metric(results, "idle", n,
-                                      "bytes_per_conn"), 0)]), ""]
+                     lambda n: [v / 1048576 for v in
+                                values(results, "idle", n, "rss_delta")],
+                     1),
+                    ("RSS bytes/conn",
+                     lambda n: values(results, "idle", n,
+                                      "bytes_per_conn"), 0),
+                    ("VmData bytes/conn",
+                     lambda n: values(results, "idle", n,
+                                      "vmdata_per_conn"), 0)]),
+                "", "RSS: memory touched; VmData: address space the proxy "
+                "reserved (malloc'd but possibly never written).", ""]
     if info.get("callgrind"):
         out += ["### Instructions per proxied connection (callgrind)", "",
                 info["callgrind"], ""]
+    if info.get("syscalls"):
+        out += ["### System calls (perf stat on syscall tracepoints)", "",
+                info["syscalls"], ""]
     if info.get("heap"):
         out += ["### acceptd heap per idle connection (massif)", "",
                 info["heap"], ""]
@@ -614,7 +636,7 @@ def parse_args(argv):
                    "the descriptor limit allows, at most 9000)")
     p.add_argument("--quick", action="store_true",
                    help="tiny run: 1 repetition, 1-second steps, 100 idle "
-                   "connections, no callgrind or massif")
+                   "connections, no callgrind, massif or perf")
     p.add_argument("--callgrind", type=int, default=None, metavar="N",
                    help="also count acceptd's instructions per connection "
                    "with callgrind over N connections (default 1000; 0: "
@@ -623,6 +645,10 @@ def parse_args(argv):
                    help="also list acceptd's heap bytes per idle connection "
                    "with massif over N connections (default 1000; 0: "
                    "skip)")
+    p.add_argument("--syscalls", type=int, default=None, metavar="N",
+                   help="also count each proxy's system calls per MB and "
+                   "per connection (perf) over N short connections "
+                   "(default 2000; 0: skip)")
     p.add_argument("--out", help="also write the markdown report here")
     p.add_argument("--json", help="write every measurement here")
     p.add_argument("--keep-tmp", action="store_true",
@@ -635,10 +661,14 @@ def parse_args(argv):
             a.callgrind = 0
         if a.heap is None:
             a.heap = 0
+        if a.syscalls is None:
+            a.syscalls = 0
     if a.callgrind is None:
         a.callgrind = 1000
     if a.heap is None:
         a.heap = 1000
+    if a.syscalls is None:
+        a.syscalls = 2000
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     for s in a.scenarios:
         if s not in SCENARIOS:
@@ -667,7 +697,8 @@ def choose_targets(ctx, a):
                 ok, msg = bl.acceptd_check(
                     ctx.acceptd, bl.acceptd_config(1, 2, 2), ctx.tmp)
                 if not ok:
-                    missing = "this acceptd refuses workers = 2: " + msg
+                    missing = "this acceptd refuses workers = 2 (%s)" % \
+                        msg.replace(ctx.tmp + "/", "")
         elif name.startswith("haproxy") and not ctx.haproxy:
             missing = "haproxy is not installed"
         elif name.startswith("nginx") and not ctx.nginx:
@@ -714,7 +745,6 @@ def main(argv):
     try:
         a.acceptd = bl.find_acceptd(a.acceptd, BENCHDIR)
         ctx = Context(a, tmp)
-        ctx.notes = []
         for prog in ("iperf3", "wrk", "nginx"):
             if getattr(ctx, prog) is None:
                 raise bl.BenchError("%s is not installed (./bootstrap "
@@ -756,17 +786,31 @@ def main(argv):
                            json.dumps(res) if res else "FAILED"),
                           file=sys.stderr, flush=True)
                     http.check_alive()
-        for key, script, n, opt in (
-                ("callgrind", "callgrind.py", a.callgrind, "--count"),
-                ("heap", "heap.py", a.heap, "--conns")):
+        proxies = [n for n in names if n != "direct"]
+        for key, script, n, args in (
+                ("callgrind", "callgrind.py", a.callgrind,
+                 ["--count", str(a.callgrind)]),
+                ("heap", "heap.py", a.heap, ["--conns", str(a.heap)]),
+                ("syscalls", "syscalls.py", a.syscalls,
+                 ["--conns", str(a.syscalls), "--only",
+                  ",".join(proxies)])):
             if not n or "acceptd" not in names:
                 continue
+            if key == "syscalls" and bl.which("perf") is None:
+                ctx.notes.append("syscall counts skipped: perf is not "
+                                 "installed (Debian: linux-perf)")
+                continue
             try:
-                info[key] = run_script(ctx, script, [opt, str(n)])
+                info[key] = run_script(ctx, script, args)
             except (bl.BenchError, subprocess.TimeoutExpired) as e:
                 failed += 1
                 ctx.notes.append("%s failed: %s" % (script, e))
         info["load_after"] = "%.2f %.2f %.2f" % os.getloadavg()
+        info["settings"] = {"reps": a.reps, "duration": a.duration,
+                            "idle_conns": a.idle_conns,
+                            "nofile": ctx.nofile,
+                            "wrk_connections": WRK_CONNECTIONS,
+                            "file_size": SMALL_FILE_SIZE}
         info["elapsed"] = time.monotonic() - started
         text = report(ctx, results, names, info)
         print(text)

@@ -146,7 +146,7 @@ main(int argc, char **argv)
 	}
 
 	log_setlevel(level_set ? level : conf->log_level);
-	status = daemon_run(conf);
+	status = daemon_run(conf, level_set);
 	config_unref(conf);
 	log_stop_writer();
 	return (status);

@@ -226,36 +226,7 @@ static const struct config_key config_health_keys[] = {
  * once its behaviour exists.
  */
 static const struct config_unbuilt config_unbuilt[] = {
-	{ CONFIG_SCOPE_GLOBAL, "user", "the default, unset, is accepted" },
-	{ CONFIG_SCOPE_GLOBAL, "group", "the default, unset, is accepted" },
-	{ CONFIG_SCOPE_GLOBAL, "max_connections",
-	    "the default 0 (from RLIMIT_NOFILE) is accepted" },
-	{ CONFIG_SCOPE_GLOBAL, "workers", "the default 1 is accepted" },
-	{ CONFIG_SCOPE_GLOBAL, "control_socket",
-	    "the default, unset, is accepted" },
-	{ CONFIG_SCOPE_GLOBAL, "metrics", "the default, unset, is accepted" },
-	{ CONFIG_SCOPE_GLOBAL, "resolv_conf",
-	    "the default \"" CONFIG_DEFAULT_RESOLV "\" is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "resolve_interval",
-	    "the default \"60s\" is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "balance",
-	    "the default \"roundrobin\" is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "max_connections",
-	    "the default 0 (no listener limit) is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "max_connections_per_ip",
-	    "the default 0 is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "allow", "the default [] is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "deny", "the default [] is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "send_proxy",
-	    "the default \"none\" is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "accept_proxy",
-	    "the default false is accepted" },
-	{ CONFIG_SCOPE_LISTENER, "health_check",
-	    "the default, no health_check group, is accepted" },
-	{ CONFIG_SCOPE_BACKEND, "weight", "the default 1 is accepted" },
-	{ CONFIG_SCOPE_BACKEND, "backup", "the default false is accepted" },
-	{ CONFIG_SCOPE_BACKEND, "address", "literal addresses are accepted: "
-	    "backend host names need DNS resolution" }
+	{ CONFIG_SCOPE_GLOBAL, "workers", "the default 1 is accepted" }
 };
 
 static void	 config_error(struct config_ctx *, const config_setting_t *,
@@ -1275,6 +1246,14 @@ config_parse_string(struct config_ctx *ctx, config_setting_t *s,
 			    "%s (%s)", k->name, what,
 			    config_describe(ctx, s, got, sizeof got), cause);
 			free(cause);
+			return (-1);
+		}
+		if (a.kind == ADDRESS_UNIX) {
+			/* evhttp serves TCP only. */
+			config_error(ctx, s, "setting '%s': expected %s, got "
+			    "%s (a unix socket)", k->name, what,
+			    config_describe(ctx, s, got, sizeof got));
+			address_free(&a);
 			return (-1);
 		}
 		address_free(&a);

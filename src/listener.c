@@ -28,9 +28,19 @@
 /* Accept errors closer than this belong to one episode, logged once. */
 #define LISTENER_EPISODE_SEC	10
 
-static int	 listener_open_one(struct listener_list *, struct event_base *,
-		     const struct listener_conf *, const struct sockaddr *,
-		     socklen_t, const char *, char **);
+static int	 listener_open_addrs(struct listener_list *,
+		     struct listener_list *, struct listener_list *,
+		     struct event_base *, const struct listener_conf *,
+		     const struct address *, char **);
+static int	 listener_open_one(struct listener_list *,
+		     struct listener_list *, struct listener_list *,
+		     struct event_base *, const struct listener_conf *,
+		     const struct sockaddr *, socklen_t, const char *, char **);
+static int	 listener_wrap(struct listener *, struct event_base *, int);
+static int	 listener_same_address(const struct listener *,
+		     const struct sockaddr *, socklen_t);
+static int	 listener_same_options(const struct listener *,
+		     const struct listener_conf *);
 static int	 listener_socket(const struct listener_conf *,
 		     const struct sockaddr *, socklen_t);
 static int	 listener_setopt(int, int, int, int);
@@ -41,6 +51,15 @@ static void	 listener_accept(struct evconnlistener *, evutil_socket_t,
 static void	 listener_error(struct evconnlistener *, void *);
 static void	 listener_pause(struct listener *, int);
 static void	 listener_backoff_end(evutil_socket_t, short, void *);
+static void	 listener_cap(struct listener *);
+static void	 listener_cap_all(void);
+
+/*
+ * Every attached listener, whatever list it is on, so that reaching the
+ * global cap can stop them all at once (event loop thread only).
+ */
+static TAILQ_HEAD(, listener) listener_counted =
+    TAILQ_HEAD_INITIALIZER(listener_counted);
 
 /*
  * Open the sockets of one listen address and append them to the list:
@@ -51,6 +70,32 @@ int
 listener_open(struct listener_list *head, struct event_base *base,
     const struct listener_conf *lc, const struct address *a, char **cause)
 {
+	return (listener_open_addrs(head, NULL, NULL, base, lc, a, cause));
+}
+
+/*
+ * Open the sockets of one listen address for a reload into next, taking
+ * over from running those whose address and bind-time options are the
+ * same: they stay open and keep accepting. A running socket on the same
+ * address with other options moves to replaced (closed, kept for
+ * listener_reload_abort) so that the new one can be bound. Returns -1
+ * with *cause set; listener_reload_abort then undoes everything.
+ */
+int
+listener_reload_open(struct listener_list *next, struct listener_list *running,
+    struct listener_list *replaced, struct event_base *base,
+    const struct listener_conf *lc, const struct address *a, char **cause)
+{
+	return (listener_open_addrs(next, running, replaced, base, lc, a,
+	    cause));
+}
+
+/* Both of the above: running is NULL at startup. */
+static int
+listener_open_addrs(struct listener_list *head, struct listener_list *running,
+    struct listener_list *replaced, struct event_base *base,
+    const struct listener_conf *lc, const struct address *a, char **cause)
+{
 	struct sockaddr_in	 sin;
 	struct sockaddr_in6	 sin6;
 	char			 text[64];
@@ -58,7 +103,7 @@ listener_open(struct listener_list *head, struct event_base *base,
 	switch (a->kind) {
 	case ADDRESS_INET:
 	case ADDRESS_UNIX:
-		return (listener_open_one(head, base, lc,
+		return (listener_open_one(head, running, replaced, base, lc,
 		    (const struct sockaddr *)&a->ss, a->sslen, a->text, cause));
 	case ADDRESS_ANY:
 		memset(&sin, 0, sizeof sin);
@@ -66,7 +111,7 @@ listener_open(struct listener_list *head, struct event_base *base,
 		sin.sin_addr.s_addr = htonl(INADDR_ANY);
 		sin.sin_port = htons(a->port);
 		snprintf(text, sizeof text, "0.0.0.0:%u", a->port);
-		if (listener_open_one(head, base, lc,
+		if (listener_open_one(head, running, replaced, base, lc,
 		    (struct sockaddr *)&sin, sizeof sin, text, cause) == -1)
 			return (-1);
 		if (!listener_have_ipv6()) {
@@ -79,7 +124,7 @@ listener_open(struct listener_list *head, struct event_base *base,
 		sin6.sin6_addr = in6addr_any;
 		sin6.sin6_port = htons(a->port);
 		snprintf(text, sizeof text, "[::]:%u", a->port);
-		return (listener_open_one(head, base, lc,
+		return (listener_open_one(head, running, replaced, base, lc,
 		    (struct sockaddr *)&sin6, sizeof sin6, text, cause));
 	case ADDRESS_NAME:
 		break;
@@ -89,14 +134,42 @@ listener_open(struct listener_list *head, struct event_base *base,
 	return (-1);
 }
 
-/* Open one listening socket and wrap it, disabled, in a listener. */
+/*
+ * Open one listening socket and wrap it, disabled, in a listener. On a
+ * reload (running not NULL), a running socket with the same address and
+ * options moves to head instead.
+ */
 static int
-listener_open_one(struct listener_list *head, struct event_base *base,
+listener_open_one(struct listener_list *head, struct listener_list *running,
+    struct listener_list *replaced, struct event_base *base,
     const struct listener_conf *lc, const struct sockaddr *sa,
     socklen_t salen, const char *text, char **cause)
 {
 	struct listener	*l;
-	int		 fd, saved_errno;
+	int		 fd;
+
+	if (running != NULL) {
+		TAILQ_FOREACH(l, running, entry) {
+			if (listener_same_address(l, sa, salen))
+				break;
+		}
+		if (l != NULL && listener_same_options(l, lc)) {
+			TAILQ_REMOVE(running, l, entry);
+			l->next_lc = lc;
+			l->fresh = 0;
+			TAILQ_INSERT_TAIL(head, l, entry);
+			return (0);
+		}
+		if (l != NULL) {
+			/* Close it, so that the new socket can be bound. */
+			TAILQ_REMOVE(running, l, entry);
+			evconnlistener_free(l->evl);
+			l->evl = NULL;
+			evtimer_del(l->backoff);
+			l->paused = 0;
+			TAILQ_INSERT_TAIL(replaced, l, entry);
+		}
+	}
 
 	if ((fd = listener_socket(lc, sa, salen)) == -1) {
 		xasprintf(cause, "cannot listen on %s: %s", text,
@@ -109,17 +182,16 @@ listener_open_one(struct listener_list *head, struct event_base *base,
 	l->text = xstrdup(text);
 	xasprintf(&l->key, "%s reuseport=%d freebind=%d defer_accept=%d",
 	    text, lc->reuseport, lc->freebind, lc->defer_accept);
-	/* Backlog 0: the socket already listens with ours. */
-	l->evl = evconnlistener_new(base, listener_accept, l,
-	    LEV_OPT_CLOSE_ON_FREE|LEV_OPT_CLOSE_ON_EXEC|LEV_OPT_DISABLED, 0,
-	    fd);
-	if (l->evl == NULL) {
-		saved_errno = errno;
-		close(fd);
-		errno = saved_errno;
+	memcpy(&l->ss, sa, salen);
+	l->sslen = salen;
+	l->reuseport = lc->reuseport;
+	l->freebind = lc->freebind;
+	l->defer_accept = lc->defer_accept;
+	l->backlog = lc->backlog;
+	l->next_lc = lc;
+	l->fresh = 1;
+	if (listener_wrap(l, base, fd) == -1)
 		goto fail;
-	}
-	evconnlistener_set_error_cb(l->evl, listener_error);
 	if ((l->backoff = evtimer_new(base, listener_backoff_end, l)) == NULL)
 		goto fail;
 	TAILQ_INSERT_TAIL(head, l, entry);
@@ -130,6 +202,149 @@ listener_open_one(struct listener_list *head, struct event_base *base,
 	    text);
 	listener_free(l);
 	return (-1);
+}
+
+/*
+ * Wrap a listening socket, disabled, in the listener's evconnlistener;
+ * the socket is closed if that fails.
+ */
+static int
+listener_wrap(struct listener *l, struct event_base *base, int fd)
+{
+	int	 saved_errno;
+
+	/* Backlog 0: the socket already listens with ours. */
+	l->evl = evconnlistener_new(base, listener_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE|LEV_OPT_CLOSE_ON_EXEC|LEV_OPT_DISABLED, 0,
+	    fd);
+	if (l->evl == NULL) {
+		saved_errno = errno;
+		close(fd);
+		errno = saved_errno;
+		return (-1);
+	}
+	evconnlistener_set_error_cb(l->evl, listener_error);
+	return (0);
+}
+
+/* Is this listener's socket bound to that address? */
+static int
+listener_same_address(const struct listener *l, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	const struct sockaddr_in	*a4, *b4;
+	const struct sockaddr_in6	*a6, *b6;
+	const struct sockaddr_un	*au, *bu;
+
+	if (l->ss.ss_family != sa->sa_family)
+		return (0);
+	switch (sa->sa_family) {
+	case AF_INET:
+		a4 = (const struct sockaddr_in *)&l->ss;
+		b4 = (const struct sockaddr_in *)sa;
+		return (a4->sin_port == b4->sin_port &&
+		    a4->sin_addr.s_addr == b4->sin_addr.s_addr);
+	case AF_INET6:
+		a6 = (const struct sockaddr_in6 *)&l->ss;
+		b6 = (const struct sockaddr_in6 *)sa;
+		return (a6->sin6_port == b6->sin6_port &&
+		    a6->sin6_scope_id == b6->sin6_scope_id &&
+		    memcmp(&a6->sin6_addr, &b6->sin6_addr,
+		    sizeof a6->sin6_addr) == 0);
+	case AF_UNIX:
+		au = (const struct sockaddr_un *)&l->ss;
+		bu = (const struct sockaddr_un *)sa;
+		return (l->sslen == salen &&
+		    memcmp(au->sun_path, bu->sun_path, salen -
+		    offsetof(struct sockaddr_un, sun_path)) == 0);
+	}
+	return (0);
+}
+
+/*
+ * Would the listener's socket be bound the same way with these settings?
+ * The backlog is not a bind-time option: a reload applies it in place.
+ */
+static int
+listener_same_options(const struct listener *l,
+    const struct listener_conf *lc)
+{
+	if (l->family == AF_UNIX)
+		return (1);	/* none of them applies to unix sockets */
+	return (l->reuseport == lc->reuseport &&
+	    l->freebind == lc->freebind &&
+	    l->defer_accept == lc->defer_accept);
+}
+
+/*
+ * The reload is on: close the sockets that are not in next (removed
+ * addresses, replaced ones) and apply a changed backlog to those kept.
+ * The caller then attaches every listener of next to its next_lc.
+ */
+void
+listener_reload_commit(struct listener_list *next,
+    struct listener_list *running, struct listener_list *replaced)
+{
+	struct listener	*l;
+	int		 fd;
+
+	while ((l = TAILQ_FIRST(running)) != NULL) {
+		TAILQ_REMOVE(running, l, entry);
+		log_info("listener '%s': closing %s", l->lc->name, l->text);
+		listener_free(l);
+	}
+	while ((l = TAILQ_FIRST(replaced)) != NULL) {
+		TAILQ_REMOVE(replaced, l, entry);
+		listener_free(l);
+	}
+	TAILQ_FOREACH(l, next, entry) {
+		if (!l->fresh && l->backlog != l->next_lc->backlog) {
+			fd = evconnlistener_get_fd(l->evl);
+			if (listen(fd, l->next_lc->backlog) == -1) {
+				log_warn("listener '%s': %s: cannot change the "
+				    "backlog to %d", l->next_lc->name, l->text,
+				    l->next_lc->backlog);
+			} else
+				l->backlog = l->next_lc->backlog;
+		}
+		l->fresh = 0;
+	}
+}
+
+/*
+ * The reload failed: give back to running what next took from it, close
+ * what it bound, and open the replaced sockets again as they were.
+ */
+void
+listener_reload_abort(struct listener_list *next,
+    struct listener_list *running, struct listener_list *replaced,
+    struct event_base *base)
+{
+	struct listener	*l;
+	int		 fd;
+
+	while ((l = TAILQ_FIRST(next)) != NULL) {
+		TAILQ_REMOVE(next, l, entry);
+		l->next_lc = NULL;
+		if (l->fresh)
+			listener_free(l);
+		else
+			TAILQ_INSERT_TAIL(running, l, entry);
+	}
+	while ((l = TAILQ_FIRST(replaced)) != NULL) {
+		TAILQ_REMOVE(replaced, l, entry);
+		fd = listener_socket(l->lc, (struct sockaddr *)&l->ss,
+		    l->sslen);
+		if (fd == -1 || listener_wrap(l, base, fd) == -1) {
+			log_warn("listener '%s': cannot listen on %s again",
+			    l->lc->name, l->text);
+			listener_free(l);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(running, l, entry);
+		if (l->enabled)
+			listener_enable(l);
+	}
 }
 
 /* Create, configure, bind and listen a socket; -1 with errno set. */
@@ -234,30 +449,84 @@ void
 listener_attach(struct listener *l, struct worker *w, struct config *conf,
     const struct listener_conf *lc, struct backend_pool *pool)
 {
+	struct limits	*lim;
+
 	l->worker = w;
 	l->conf = conf;
 	l->lc = lc;
 	l->pool = pool;
+
+	/* Counts go by name: a listener kept by a reload keeps them. */
+	if (l->limits == NULL || strcmp(l->limits->name, lc->name) != 0) {
+		lim = limits_get(lc->name);
+		limits_unref(l->limits);
+		l->limits = lim;
+	}
+	if (!l->counted) {
+		TAILQ_INSERT_TAIL(&listener_counted, l, all);
+		l->counted = 1;
+	}
+	listener_cap(l);
 }
 
-/* Start accepting (unless an accept error back-off is running). */
+/*
+ * Start accepting, unless an accept error back-off is running or the
+ * listener is at its connection cap.
+ */
 void
 listener_enable(struct listener *l)
 {
 	l->enabled = 1;
-	if (!l->paused)
+	if (l->limits != NULL)
+		l->capped = limits_full(l->limits, l->lc);
+	if (!l->paused && !l->capped)
 		evconnlistener_enable(l->evl);
 }
 
 /*
- * End an accept back-off: descriptors were freed or the timer ran out.
- * Only once the worker has its spare descriptor again.
+ * At max_connections (global or the listener's) stop accepting: new
+ * clients wait in the kernel's backlog. Below it, accept again.
+ */
+static void
+listener_cap(struct listener *l)
+{
+	int	 full;
+
+	if (l->limits == NULL || l->evl == NULL)
+		return;
+	full = limits_full(l->limits, l->lc);
+	if (full == l->capped)
+		return;
+	l->capped = full;
+	if (full) {
+		evconnlistener_disable(l->evl);
+		if (l->pool != NULL)
+			stats_cap_paused(l->pool->stats);
+	} else if (l->enabled && !l->paused)
+		evconnlistener_enable(l->evl);
+}
+
+/* A cap was reached: apply it to every listener it covers. */
+static void
+listener_cap_all(void)
+{
+	struct listener	*l;
+
+	TAILQ_FOREACH(l, &listener_counted, all)
+		listener_cap(l);
+}
+
+/*
+ * A connection closed or the back-off timer ran out: accept again below
+ * the cap, and end an accept back-off once the worker has its spare
+ * descriptor again.
  */
 void
 listener_resume(struct listener *l)
 {
 	struct timeval	 tv = { LISTENER_BACKOFF_SEC, 0 };
 
+	listener_cap(l);
 	if (!l->paused)
 		return;
 	if (!worker_has_reserve(l->worker)) {
@@ -267,7 +536,7 @@ listener_resume(struct listener *l)
 	}
 	evtimer_del(l->backoff);
 	l->paused = 0;
-	if (l->enabled)
+	if (l->enabled && !l->capped)
 		evconnlistener_enable(l->evl);
 }
 
@@ -281,6 +550,9 @@ listener_free(struct listener *l)
 		evconnlistener_free(l->evl);
 	if (l->backoff != NULL)
 		event_free(l->backoff);
+	if (l->counted)
+		TAILQ_REMOVE(&listener_counted, l, all);
+	limits_unref(l->limits);
 	free(l->key);
 	free(l->text);
 	free(l);
@@ -300,11 +572,15 @@ listener_accept(struct evconnlistener *evl, evutil_socket_t fd,
 		if (lc->keepalive)
 			listener_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 	}
-	session_accept(l->worker, l->conf, lc, l->pool, fd, sa,
+	/* Counted here, before any hand-over: the session releases it. */
+	limits_open(l->limits);
+	session_accept(l->worker, l->conf, lc, l->pool, l->limits, fd, sa,
 	    (socklen_t)salen);
 	/* The spare descriptor went to this client's backend: wait. */
 	if (!worker_has_reserve(l->worker))
 		listener_pause(l, EMFILE);
+	if (limits_full(l->limits, lc))
+		listener_cap_all();
 }
 
 /* An accept error (EMFILE, ENFILE, ENOBUFS, ...): pause accepting. */
@@ -326,6 +602,8 @@ listener_pause(struct listener *l, int err)
 	struct timespec	 ts;
 
 	evconnlistener_disable(l->evl);
+	if (!l->paused && l->pool != NULL)
+		stats_backoff(l->pool->stats);
 	l->paused = 1;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	if (l->last_error == 0 ||

@@ -1,6 +1,8 @@
 /*
  * Logging: levels, errno preserved, journal priority prefixes, and a writer
- * thread so that a slow stderr never blocks an event loop.
+ * thread so that a slow stderr never blocks an event loop. Under the
+ * journal, connection lines go to a structured sink instead (set by the
+ * daemon: log.c itself never links libsystemd).
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -26,6 +28,18 @@
 
 /* Lines waiting for the writer thread; beyond this they are dropped. */
 #define LOG_QUEUE_LINES		8192
+/* Most fields of a structured connection entry, MESSAGE= included. */
+#define LOG_JOURNAL_FIELDS	32
+
+/*
+ * A queued line: text for stderr, or (nfields > 0) a journal entry whose
+ * fields follow one another in buf, each ending with a NUL.
+ */
+struct log_line {
+	char		*buf;
+	size_t		 len;
+	size_t		 nfields;
+};
 
 static enum log_level	 log_level = LOG_LEVEL_INFO;
 static const char	*log_name = "acceptd";
@@ -36,10 +50,11 @@ static pthread_cond_t	 log_cond = PTHREAD_COND_INITIALIZER;
 static pthread_t	 log_thread;
 static int		 log_thread_running;
 static int		 log_thread_stop;
-static char		*log_queue[LOG_QUEUE_LINES];
+static struct log_line	 log_queue[LOG_QUEUE_LINES];
 static size_t		 log_head;	/* next line to write */
 static size_t		 log_count;	/* lines queued */
 static unsigned long long log_drops;
+static int		(*log_sink)(const char *const *, size_t);
 
 static const char	*log_level_names[] = {
 	"error", "warning", "notice", "info", "debug"
@@ -51,7 +66,10 @@ static const char	*log_prefixes[] = {
 
 static int	 log_stderr_is_journal(void);
 static void	 log_write_all(const char *, size_t);
+static void	 log_queue_line(struct log_line *, int);
 static void	 log_emit(enum log_level, const char *, int);
+static void	 log_journal_entry(const char *, const char *const *, size_t);
+static void	 log_output(struct log_line *);
 static void	 log_vlog(enum log_level, int, const char *, va_list)
 		     printflike(3, 0);
 static void	*log_writer(void *);
@@ -112,6 +130,17 @@ log_journal(void)
 	return (log_to_journal);
 }
 
+/*
+ * Set where connection entries go when stderr is the journal: a function
+ * taking "NAME=value" fields, MESSAGE= first, returning 0 once the
+ * journal took them. It runs on the writer thread.
+ */
+void
+log_set_journal_sink(int (*sink)(const char *const *, size_t))
+{
+	__atomic_store_n(&log_sink, sink, __ATOMIC_RELEASE);
+}
+
 /* How many lines were dropped because the sink was too slow. */
 unsigned long long
 log_dropped(void)
@@ -146,6 +175,7 @@ log_write_all(const char *buf, size_t len)
 static void
 log_emit(enum log_level level, const char *msg, int sync)
 {
+	struct log_line	 ll;
 	char		 stamp[64], *line;
 	struct timespec	 ts;
 	struct tm	 tm;
@@ -163,24 +193,70 @@ log_emit(enum log_level level, const char *msg, int sync)
 	}
 	if (len == -1)
 		return;
+	ll.buf = line;
+	ll.len = (size_t)len;
+	ll.nfields = 0;
+	log_queue_line(&ll, sync);
+}
 
+/*
+ * Hand a line to the writer thread (which then owns it), or write it
+ * here when no writer runs; beyond LOG_QUEUE_LINES it is dropped.
+ */
+static void
+log_queue_line(struct log_line *ll, int sync)
+{
 	pthread_mutex_lock(&log_mutex);
 	if (!log_thread_running || sync) {
 		pthread_mutex_unlock(&log_mutex);
-		log_write_all(line, (size_t)len);
-		free(line);
+		log_output(ll);
 		return;
 	}
 	if (log_count == LOG_QUEUE_LINES) {
 		log_drops++;
 		pthread_mutex_unlock(&log_mutex);
-		free(line);
+		free(ll->buf);
 		return;
 	}
-	log_queue[(log_head + log_count) % LOG_QUEUE_LINES] = line;
+	log_queue[(log_head + log_count) % LOG_QUEUE_LINES] = *ll;
 	log_count++;
 	pthread_cond_signal(&log_cond);
 	pthread_mutex_unlock(&log_mutex);
+}
+
+/*
+ * Write out one line and free it. A journal entry goes to the sink; if
+ * the journal does not take it, its message is written to stderr instead.
+ */
+static void
+log_output(struct log_line *ll)
+{
+	int		(*sink)(const char *const *, size_t);
+	const char	*fields[LOG_JOURNAL_FIELDS], *p, *msg;
+	char		*line;
+	size_t		 i;
+	int		 len;
+
+	if (ll->nfields == 0) {
+		log_write_all(ll->buf, ll->len);
+		free(ll->buf);
+		return;
+	}
+	p = ll->buf;
+	for (i = 0; i < ll->nfields; i++) {
+		fields[i] = p;
+		p += strlen(p) + 1;
+	}
+	sink = __atomic_load_n(&log_sink, __ATOMIC_ACQUIRE);
+	if (sink == NULL || sink(fields, ll->nfields) != 0) {
+		msg = fields[0] + strlen("MESSAGE=");
+		len = asprintf(&line, "%s%s\n", LOG_PREFIX_INFO, msg);
+		if (len != -1) {
+			log_write_all(line, (size_t)len);
+			free(line);
+		}
+	}
+	free(ll->buf);
 }
 
 /* Format a message, with strerror of the saved errno when asked. */
@@ -213,11 +289,11 @@ log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
 	errno = saved_errno;
 }
 
-/* Drain the queue to stderr; the only place that may block on it. */
+/* Drain the queue to stderr and the sink; the only place that may block. */
 static void *
 log_writer(void *arg)
 {
-	char	*line;
+	struct log_line	 ll;
 
 	pthread_mutex_lock(&log_mutex);
 	for (;;) {
@@ -225,12 +301,11 @@ log_writer(void *arg)
 			pthread_cond_wait(&log_cond, &log_mutex);
 		if (log_count == 0)
 			break;
-		line = log_queue[log_head];
+		ll = log_queue[log_head];
 		log_head = (log_head + 1) % LOG_QUEUE_LINES;
 		log_count--;
 		pthread_mutex_unlock(&log_mutex);
-		log_write_all(line, strlen(line));
-		free(line);
+		log_output(&ll);
 		pthread_mutex_lock(&log_mutex);
 	}
 	pthread_mutex_unlock(&log_mutex);
@@ -343,16 +418,57 @@ log_debug(const char *fmt, ...)
 }
 
 /*
+ * Queue a journal entry: MESSAGE= the line, PRIORITY= info, the program's
+ * SYSLOG_IDENTIFIER=, then the caller's fields, packed into one buffer.
+ */
+static void
+log_journal_entry(const char *line, const char *const *fields,
+    size_t nfields)
+{
+	struct log_line	 ll;
+	char		 ident[128], *p;
+	const char	*head[2];
+	size_t		 i, len;
+
+	snprintf(ident, sizeof ident, "SYSLOG_IDENTIFIER=%s", log_name);
+	head[0] = "PRIORITY=6";	/* LOG_INFO, as the <6> prefix */
+	head[1] = ident;
+	if (nfields > LOG_JOURNAL_FIELDS - 1 - nitems(head))
+		nfields = LOG_JOURNAL_FIELDS - 1 - nitems(head);
+	len = strlen("MESSAGE=") + strlen(line) + 1;
+	for (i = 0; i < nitems(head); i++)
+		len += strlen(head[i]) + 1;
+	for (i = 0; i < nfields; i++)
+		len += strlen(fields[i]) + 1;
+	if ((ll.buf = malloc(len)) == NULL)
+		return;
+	p = ll.buf;
+	p += sprintf(p, "MESSAGE=%s", line) + 1;
+	for (i = 0; i < nitems(head); i++)
+		p += sprintf(p, "%s", head[i]) + 1;
+	for (i = 0; i < nfields; i++)
+		p += sprintf(p, "%s", fields[i]) + 1;
+	ll.len = len;
+	ll.nfields = 1 + nitems(head) + nfields;
+	log_queue_line(&ll, 0);
+}
+
+/*
  * Log one connection line. Connection lines are governed by
- * log_connections alone, so they are written whatever log_level says; the
- * journal fields are for the structured path.
+ * log_connections alone, so they are written whatever log_level says.
+ * Under the journal they become structured entries: MESSAGE= the line,
+ * plus the given "ACCEPTD_*=value" fields.
  */
 void
 log_conn(const char *line, const char *const *fields, size_t nfields)
 {
 	int	 saved_errno = errno;
 
-	log_emit(LOG_LEVEL_INFO, line, 0);
+	if (log_to_journal &&
+	    __atomic_load_n(&log_sink, __ATOMIC_ACQUIRE) != NULL)
+		log_journal_entry(line, fields, nfields);
+	else
+		log_emit(LOG_LEVEL_INFO, line, 0);
 	errno = saved_errno;
 }
 

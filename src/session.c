@@ -24,6 +24,7 @@
 #include "acceptd.h"
 
 enum session_state {
+	SESSION_HEADER,		/* accept_proxy: reading the header */
 	SESSION_CONNECTING,
 	SESSION_RELAYING
 };
@@ -39,12 +40,15 @@ struct session_end {
 
 struct session {
 	TAILQ_ENTRY(session)	 entry;
+	unsigned long long	 id;		/* unique in the process */
+	struct stats_listener	*stats;		/* its listener's counters */
+	long long		 start_us;	/* for the connect duration */
 	struct worker		*worker;
 	struct config		*conf;		/* snapshot it started with */
 	const struct listener_conf *lc;
 	struct backend_pool	*pool;
 	struct backend		*chosen;	/* tried, then connected */
-	size_t			 first;		/* round-robin start */
+	struct backend_tried	 tried;		/* not to be tried again */
 	int			 attempts;
 	enum session_state	 state;
 	int			 first_fin;	/* END_*_FIN, or -1 */
@@ -52,8 +56,12 @@ struct session {
 	struct session_end	 client;
 	struct session_end	 backend;
 
-	struct sockaddr_storage	 client_ss;
+	struct sockaddr_storage	 client_ss;	/* or PROXY header's */
 	socklen_t		 client_sslen;
+	struct sockaddr_storage	 local_ss;	/* where it came in */
+	socklen_t		 local_sslen;
+	struct limits		*limits;	/* holds a slot in it */
+	int			 source_counted; /* max_connections_per_ip */
 	struct event		*timer;		/* idle_timeout, fin_timeout */
 	long long		 start_ms;
 	long long		 last_ms;	/* last byte either way */
@@ -69,11 +77,23 @@ static const char *session_end_names[END_MAX] = {
 	"fin_timeout",
 	"connect_failed",
 	"no_backend",
+	"denied",
+	"limit",
+	"bad_proxy_header",
 	"shutdown",
+	"killed",
 	"error"
 };
 
+/* Connection ids: shared by every worker, never reused. */
+static unsigned long long session_next_id;
+
 static long long session_now_ms(void);
+static const char *session_state_name(const struct session *);
+static enum end_reason session_admit(struct session *, int);
+static void	 session_start(struct session *);
+static void	 session_header(struct session *);
+static int	 session_send_proxy(struct session *);
 static void	 session_connect(struct session *);
 static void	 session_connected(struct session *);
 static int	 session_relay(struct session *, struct session_end *,
@@ -120,25 +140,35 @@ session_now_ms(void)
 }
 
 /*
- * Start a session for an accepted client and connect it to a backend.
- * A failure here closes this connection only.
+ * Start a session for an accepted client and connect it to a backend, or
+ * first read its PROXY header (accept_proxy). The connection slot that
+ * the listener counted in lim is the session's to release. A failure here
+ * closes this connection only.
  */
 void
 session_accept(struct worker *w, struct config *conf,
-    const struct listener_conf *lc, struct backend_pool *pool, int fd,
-    const struct sockaddr *sa, socklen_t salen)
+    const struct listener_conf *lc, struct backend_pool *pool,
+    struct limits *lim, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct session	*s;
+	enum end_reason	 why;
+	struct timeval	 tv;
+	size_t		 high;
 
 	if ((s = calloc(1, sizeof *s)) == NULL) {
 		log_warn("listener '%s': dropping a connection", lc->name);
 		close(fd);
+		limits_close(lim);
 		return;
 	}
+	s->id = __atomic_add_fetch(&session_next_id, 1, __ATOMIC_RELAXED);
+	s->stats = pool->stats;
+	s->start_us = stats_now_us();
 	s->worker = w;
 	s->conf = config_ref(conf);
 	s->lc = lc;
 	s->pool = backend_pool_ref(pool);
+	s->limits = limits_ref(lim);
 	s->first_fin = -1;
 	s->state = SESSION_CONNECTING;
 	s->start_ms = s->last_ms = session_now_ms();
@@ -146,8 +176,20 @@ session_accept(struct worker *w, struct config *conf,
 		salen = sizeof s->client_ss;
 	memcpy(&s->client_ss, sa, salen);
 	s->client_sslen = salen;
+	s->local_sslen = sizeof s->local_ss;
+	if (getsockname(fd, (struct sockaddr *)&s->local_ss,
+	    &s->local_sslen) == -1)
+		s->local_sslen = 0;
 	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
 	worker_session_opened(w);
+	stats_opened(s->stats);
+
+	/* With accept_proxy, the peer is checked now, the client later. */
+	if ((why = session_admit(s, !lc->accept_proxy)) != END_MAX) {
+		close(fd);
+		session_close(s, why);
+		return;
+	}
 
 	s->client.bev = bufferevent_socket_new(w->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE|BEV_OPT_DEFER_CALLBACKS);
@@ -170,28 +212,142 @@ session_accept(struct worker *w, struct config *conf,
 		session_close(s, END_ERROR);
 		return;
 	}
-	s->first = backend_pool_first(s->pool);
+	if (!lc->accept_proxy) {
+		session_start(s);
+		return;
+	}
+
+	/* The header must come whole within connect_timeout. */
+	s->state = SESSION_HEADER;
+	high = lc->buffer_size > PROXYPROTO_MAX ? lc->buffer_size :
+	    PROXYPROTO_MAX;
+	bufferevent_setwatermark(s->client.bev, EV_READ, 0, high);
+	tv.tv_sec = lc->connect_timeout_ms / 1000;
+	tv.tv_usec = (lc->connect_timeout_ms % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+/*
+ * May this client be served? deny, then allow, then (if count_source)
+ * max_connections_per_ip, on the client address; unix clients are not
+ * subject to them. Returns END_MAX if so, or the end reason to close with.
+ */
+static enum end_reason
+session_admit(struct session *s, int count_source)
+{
+	const struct sockaddr	*sa;
+	int			 r;
+
+	sa = (const struct sockaddr *)&s->client_ss;
+	if (acl_check(s->lc, sa) == -1)
+		return (END_DENIED);
+	if (!count_source)
+		return (END_MAX);
+	r = limits_source_take(s->limits, sa, s->lc->max_connections_per_ip);
+	if (r == -1)
+		return (END_LIMIT);
+	s->source_counted = (r == 1);
+	return (END_MAX);
+}
+
+/* Connect to a backend. */
+static void
+session_start(struct session *s)
+{
+	s->state = SESSION_CONNECTING;
 	session_connect(s);
 }
 
 /*
- * Connect to the next backend in round-robin order. A connect that fails
- * at once comes back here directly, one that fails later through the
+ * accept_proxy: parse the PROXY header once it is whole. Its client
+ * address replaces the peer's for everything after (lists, caps, logs,
+ * balancing, send_proxy); what follows it waits for the backend. A bad
+ * header closes the client before any backend is contacted.
+ */
+static void
+session_header(struct session *s)
+{
+	struct evbuffer		*in;
+	struct proxyproto	 pp;
+	const uint8_t		*p;
+	const char		*why;
+	char			 peer[256];
+	enum end_reason		 end;
+	size_t			 len, used;
+	int			 r;
+
+	in = bufferevent_get_input(s->client.bev);
+	if ((len = evbuffer_get_length(in)) > PROXYPROTO_MAX)
+		len = PROXYPROTO_MAX;
+	if ((p = evbuffer_pullup(in, (ssize_t)len)) == NULL && len != 0) {
+		session_close(s, END_ERROR);
+		return;
+	}
+	if ((r = proxyproto_decode(p, len, &pp, &used, &why)) == 0)
+		return;
+	if (r == -1) {
+		if (log_enabled(LOG_LEVEL_DEBUG)) {
+			format_sockaddr((struct sockaddr *)&s->client_ss,
+			    s->client_sslen, peer, sizeof peer);
+			log_debug("%s: listener '%s': client %s: bad PROXY "
+			    "header: %s", __func__, s->lc->name, peer, why);
+		}
+		session_close(s, END_BAD_PROXY_HEADER);
+		return;
+	}
+	evbuffer_drain(in, used);
+	if (!pp.local) {
+		memcpy(&s->client_ss, &pp.src, pp.srclen);
+		s->client_sslen = pp.srclen;
+		memcpy(&s->local_ss, &pp.dst, pp.dstlen);
+		s->local_sslen = pp.dstlen;
+	}
+	if ((end = session_admit(s, 1)) != END_MAX) {
+		session_close(s, end);
+		return;
+	}
+	evtimer_del(s->timer);
+	bufferevent_setwatermark(s->client.bev, EV_READ, 0,
+	    s->lc->buffer_size);
+	session_start(s);
+}
+
+/* send_proxy: the PROXY header goes to the backend before any byte. */
+static int
+session_send_proxy(struct session *s)
+{
+	uint8_t	 buf[PROXYPROTO_ENCODE_MAX];
+	int	 n;
+
+	n = proxyproto_encode(s->lc->send_proxy,
+	    (const struct sockaddr *)&s->client_ss,
+	    s->local_sslen == 0 ? NULL : (const struct sockaddr *)&s->local_ss,
+	    buf, sizeof buf);
+	if (n == -1)
+		return (-1);
+	return (bufferevent_write(s->backend.bev, buf, (size_t)n));
+}
+
+/*
+ * Connect to the backend the pool chooses (balance, skipping backends
+ * that are down or that this connection tried). A connect that fails at
+ * once comes back here directly, one that fails later through the
  * backend's event callback; the client's bytes wait in its input buffer.
+ * The source balance hashes client_ss, the PROXY header's client if any.
  */
 static void
 session_connect(struct session *s)
 {
 	struct bufferevent	*bev;
-	struct backend		*b;
-	const struct address	*a;
+	struct backend		*b = NULL;
 	struct timeval		 tv;
 	int			 err;
 
 	for (;;) {
-		b = NULL;
-		if (s->attempts <= s->lc->retries)
-			b = backend_pool_get(s->pool, s->first, s->attempts);
+		if (b == NULL && s->attempts <= s->lc->retries)
+			b = backend_pool_choose(s->pool,
+			    (const struct sockaddr *)&s->client_ss,
+			    s->client_sslen, &s->tried, s);
 		if (b == NULL) {
 			session_close(s, s->attempts == 0 ? END_NO_BACKEND :
 			    END_CONNECT_FAILED);
@@ -213,9 +369,8 @@ session_connect(struct session *s)
 		tv.tv_sec = s->lc->connect_timeout_ms / 1000;
 		tv.tv_usec = (s->lc->connect_timeout_ms % 1000) * 1000;
 		bufferevent_set_timeouts(bev, NULL, &tv);
-		a = &b->conf->addr;
 		if (bufferevent_socket_connect(bev,
-		    (const struct sockaddr *)&a->ss, (int)a->sslen) == 0)
+		    (const struct sockaddr *)&b->ss, (int)b->sslen) == 0)
 			return;
 		err = EVUTIL_SOCKET_ERROR();
 		s->backend.bev = NULL;
@@ -224,7 +379,7 @@ session_connect(struct session *s)
 			/* Our shortage, not the backend's: use the spare. */
 			if (worker_use_reserve(s->worker) == 0) {
 				s->attempts--;
-				continue;
+				continue;	/* the same backend again */
 			}
 			log_info("listener '%s': no descriptor for a backend "
 			    "connection: %s", s->lc->name,
@@ -232,8 +387,12 @@ session_connect(struct session *s)
 			session_close(s, END_ERROR);
 			return;
 		}
-		log_info("listener '%s': backend %s: connect failed: %s",
-		    s->lc->name, b->text, evutil_socket_error_to_string(err));
+		log_debug("%s: listener '%s': backend %s: connect failed: %s",
+		    __func__, s->lc->name, b->text,
+		    evutil_socket_error_to_string(err));
+		backend_failed(b, err, 0, s);
+		backend_release(b, s);
+		s->chosen = b = NULL;
 	}
 }
 
@@ -244,6 +403,8 @@ session_connected(struct session *s)
 	struct bufferevent	*bev = s->backend.bev;
 	size_t			 bs = s->lc->buffer_size;
 
+	backend_connected(s->chosen, s);
+	stats_connected(s->stats, stats_now_us() - s->start_us);
 	s->state = SESSION_RELAYING;
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	session_set_sockopts(s, bufferevent_getfd(bev));
@@ -256,6 +417,11 @@ session_connected(struct session *s)
 	if (s->conf->log_connections == LOG_CONNS_ALL)
 		session_log_connect(s);
 	s->last_ms = session_now_ms();
+	if (s->lc->send_proxy != SEND_PROXY_NONE &&
+	    session_send_proxy(s) == -1) {
+		session_close(s, END_ERROR);
+		return;
+	}
 
 	if (session_relay(s, &s->client, &s->backend) == -1) {
 		session_close(s, END_ERROR);
@@ -273,7 +439,7 @@ session_set_sockopts(struct session *s, int fd)
 {
 	int	 one = 1;
 
-	if (fd == -1 || s->chosen->conf->addr.ss.ss_family == AF_UNIX)
+	if (fd == -1 || s->chosen->ss.ss_family == AF_UNIX)
 		return;
 	if (s->lc->nodelay)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -298,6 +464,10 @@ session_relay(struct session *s, struct session_end *from,
 	if (evbuffer_add_buffer(out, in) == -1)
 		return (-1);
 	from->nread += n;
+	if (from == &s->client)
+		stats_bytes(s->stats, n, 0);
+	else
+		stats_bytes(s->stats, 0, n);
 	s->last_ms = session_now_ms();
 	if (!from->paused && !from->eof &&
 	    evbuffer_get_length(out) >= s->lc->buffer_size) {
@@ -379,6 +549,11 @@ session_event(struct session *s, struct session_end *e,
 		    is_client ? "client" : "backend",
 		    evutil_socket_error_to_string(err));
 		session_close(s, END_ERROR);
+		return;
+	}
+	if (s->state == SESSION_HEADER) {
+		/* The header read callback ran first: it was not whole. */
+		session_close(s, END_BAD_PROXY_HEADER);
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
@@ -466,6 +641,10 @@ session_timer(evutil_socket_t fd, short events, void *arg)
 	enum end_reason	 why;
 	long long	 t;
 
+	if (s->state == SESSION_HEADER) {
+		session_close(s, END_BAD_PROXY_HEADER);	/* too late */
+		return;
+	}
 	if ((t = session_timeout(s, &why)) == 0)
 		return;
 	if (session_now_ms() - s->last_ms >= t) {
@@ -483,6 +662,7 @@ void
 session_close(struct session *s, enum end_reason why)
 {
 	struct worker		*w = s->worker;
+	struct stats_listener	*st = s->stats;
 	struct evbuffer		*buf;
 	unsigned long long	 in, out;
 
@@ -500,7 +680,8 @@ session_close(struct session *s, enum end_reason why)
 		if (out >= evbuffer_get_length(buf))
 			out -= evbuffer_get_length(buf);
 	}
-	if (s->conf->log_connections != LOG_CONNS_NONE)
+	if (s->conf->log_connections != LOG_CONNS_NONE &&
+	    ((why != END_DENIED && why != END_LIMIT) || limits_log_refused()))
 		session_log_close(s, why, in, out);
 
 	if (why == END_CLIENT_RESET || why == END_ERROR)
@@ -511,10 +692,20 @@ session_close(struct session *s, enum end_reason why)
 		bufferevent_free(s->client.bev);
 	if (s->backend.bev != NULL)
 		bufferevent_free(s->backend.bev);
+	if (s->chosen != NULL)
+		backend_release(s->chosen, s);
+	backend_tried_free(&s->tried);
 	config_unref(s->conf);
 	backend_pool_unref(s->pool);
+	/* Free the slots before the listeners hear of it. */
+	if (s->source_counted)
+		limits_source_release(s->limits,
+		    (const struct sockaddr *)&s->client_ss);
+	limits_close(s->limits);
+	limits_unref(s->limits);
 	free(s);
 
+	stats_closed(st, why);
 	worker_session_closed(w, why, in, out);
 }
 
@@ -544,14 +735,14 @@ static void
 session_log_connect(struct session *s)
 {
 	char		 line[1024], client[256], cq[300], bq[300];
-	char		 f_l[128], f_c[300], f_b[300], f_t[64];
-	const char	*fields[4];
+	char		 f_l[128], f_c[300], f_b[300], f_t[64], f_id[64];
+	const char	*fields[5];
 	long long	 ms = session_now_ms() - s->start_ms;
 
 	format_sockaddr((struct sockaddr *)&s->client_ss, s->client_sslen,
 	    client, sizeof client);
-	snprintf(line, sizeof line, "connect listener=%s client=%s "
-	    "backend=%s connect_time=%lld.%03lld", s->lc->name,
+	snprintf(line, sizeof line, "connect id=%llu listener=%s client=%s "
+	    "backend=%s connect_time=%lld.%03lld", s->id, s->lc->name,
 	    session_value(client, cq, sizeof cq),
 	    session_value(s->chosen->text, bq, sizeof bq), ms / 1000,
 	    ms % 1000);
@@ -560,10 +751,12 @@ session_log_connect(struct session *s)
 	snprintf(f_b, sizeof f_b, "ACCEPTD_BACKEND=%s", s->chosen->text);
 	snprintf(f_t, sizeof f_t, "ACCEPTD_CONNECT_TIME=%lld.%03lld",
 	    ms / 1000, ms % 1000);
+	snprintf(f_id, sizeof f_id, "ACCEPTD_ID=%llu", s->id);
 	fields[0] = f_l;
 	fields[1] = f_c;
 	fields[2] = f_b;
 	fields[3] = f_t;
+	fields[4] = f_id;
 	log_conn(line, fields, nitems(fields));
 }
 
@@ -574,8 +767,8 @@ session_log_close(struct session *s, enum end_reason why,
 {
 	char		 line[1024], client[256], cq[300], bq[300];
 	char		 f_l[128], f_c[300], f_b[300], f_e[64], f_i[64];
-	char		 f_o[64], f_d[64];
-	const char	*fields[7], *backend = "-", *end;
+	char		 f_o[64], f_d[64], f_id[64];
+	const char	*fields[8], *backend = "-", *end;
 	long long	 ms = session_now_ms() - s->start_ms;
 
 	if (s->state == SESSION_RELAYING)
@@ -583,9 +776,9 @@ session_log_close(struct session *s, enum end_reason why,
 	end = session_end_name(why);
 	format_sockaddr((struct sockaddr *)&s->client_ss, s->client_sslen,
 	    client, sizeof client);
-	snprintf(line, sizeof line, "conn listener=%s client=%s backend=%s "
-	    "duration=%lld.%03lld bytes_in=%llu bytes_out=%llu end=%s",
-	    s->lc->name, session_value(client, cq, sizeof cq),
+	snprintf(line, sizeof line, "conn id=%llu listener=%s client=%s "
+	    "backend=%s duration=%lld.%03lld bytes_in=%llu bytes_out=%llu "
+	    "end=%s", s->id, s->lc->name, session_value(client, cq, sizeof cq),
 	    session_value(backend, bq, sizeof bq), ms / 1000, ms % 1000,
 	    in, out, end);
 	snprintf(f_l, sizeof f_l, "ACCEPTD_LISTENER=%s", s->lc->name);
@@ -603,6 +796,8 @@ session_log_close(struct session *s, enum end_reason why,
 	fields[4] = f_i;
 	fields[5] = f_o;
 	fields[6] = f_d;
+	snprintf(f_id, sizeof f_id, "ACCEPTD_ID=%llu", s->id);
+	fields[7] = f_id;
 	log_conn(line, fields, nitems(fields));
 }
 
@@ -612,6 +807,10 @@ session_client_read(struct bufferevent *bev, void *arg)
 {
 	struct session	*s = arg;
 
+	if (s->state == SESSION_HEADER) {
+		session_header(s);
+		return;
+	}
 	if (s->state != SESSION_RELAYING)
 		return;
 	if (session_relay(s, &s->client, &s->backend) == -1)
@@ -680,10 +879,87 @@ session_backend_event(struct bufferevent *bev, short what, void *arg)
 		session_connected(s);
 		return;
 	}
-	log_info("listener '%s': backend %s: connect failed: %s",
-	    s->lc->name, s->chosen->text, (what & BEV_EVENT_TIMEOUT) ?
-	    "timed out" : evutil_socket_error_to_string(err));
+	log_debug("%s: listener '%s': backend %s: connect failed: %s",
+	    __func__, s->lc->name, s->chosen->text,
+	    (what & BEV_EVENT_TIMEOUT) ? "timed out" :
+	    evutil_socket_error_to_string(err));
+	backend_failed(s->chosen, err, (what & BEV_EVENT_TIMEOUT) != 0, s);
+	backend_release(s->chosen, s);
+	s->chosen = NULL;
 	s->backend.bev = NULL;
 	bufferevent_free(bev);
 	session_connect(s);
+}
+
+/* What a session is doing, for show conns. */
+static const char *
+session_state_name(const struct session *s)
+{
+	switch (s->state) {
+	case SESSION_HEADER:
+		return ("header");
+	case SESSION_CONNECTING:
+		return ("connecting");
+	case SESSION_RELAYING:
+		break;
+	}
+	if (s->client.eof || s->backend.eof)
+		return ("half-closed");
+	return ("relaying");
+}
+
+/*
+ * Give each open connection of the worker to fn, on the worker's loop:
+ * its id, addresses, age and bytes so far (as the conn line counts them).
+ */
+void
+session_walk(struct worker *w, void (*fn)(const struct session_info *, void *),
+    void *arg)
+{
+	struct session_info	 si;
+	struct session		*s;
+	struct evbuffer		*buf;
+	size_t			 pending;
+	long long		 now = session_now_ms();
+
+	TAILQ_FOREACH(s, &w->sessions, entry) {
+		memset(&si, 0, sizeof si);
+		si.id = s->id;
+		si.listener = s->lc->name;
+		format_sockaddr((struct sockaddr *)&s->client_ss,
+		    s->client_sslen, si.client, sizeof si.client);
+		snprintf(si.backend, sizeof si.backend, "%s",
+		    s->state == SESSION_RELAYING ? s->chosen->text : "-");
+		si.state = session_state_name(s);
+		si.age_ms = now - s->start_ms;
+		si.bytes_in = s->client.nread;
+		si.bytes_out = s->backend.nread;
+		if (s->client.bev != NULL) {
+			buf = bufferevent_get_input(s->client.bev);
+			si.bytes_in += evbuffer_get_length(buf);
+			buf = bufferevent_get_output(s->client.bev);
+			pending = evbuffer_get_length(buf);
+			si.bytes_out -= pending <= si.bytes_out ? pending :
+			    si.bytes_out;
+		}
+		fn(&si, arg);
+	}
+}
+
+/*
+ * acceptctl kill: close the worker's connection with this id at once
+ * (end=killed); -1 if it has none.
+ */
+int
+session_kill(struct worker *w, unsigned long long id)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &w->sessions, entry) {
+		if (s->id == id) {
+			session_close(s, END_KILLED);
+			return (0);
+		}
+	}
+	return (-1);
 }

@@ -1,6 +1,6 @@
 /*
- * Built with --without-systemd: acceptd never notifies anybody, and the
- * watchdog is never enabled.
+ * Built with --without-systemd: acceptd never notifies anybody, the
+ * watchdog is never enabled, and there is no journal to send entries to.
  */
 #include <sys/types.h>
 
@@ -20,7 +20,7 @@ systemd_reloading(void)
 
 /* No service manager to tell. */
 void
-systemd_stopping(void)
+systemd_stopping(const char *status)
 {
 }
 
@@ -41,4 +41,11 @@ systemd_watchdog_usec(unsigned long long *usec)
 void
 systemd_watchdog_ping(void)
 {
+}
+
+/* No journal: the caller writes the line to stderr instead. */
+int
+systemd_journal_send(const char *const *fields, size_t n)
+{
+	return (-1);
 }

@@ -1,17 +1,24 @@
 /*
- * Every sd-daemon call acceptd makes. Return values of sd_notify are
- * ignored as the man page recommends: 0 means no $NOTIFY_SOCKET.
+ * Every sd-daemon and sd-journal call acceptd makes. Return values of
+ * sd_notify are ignored as the man page recommends: 0 means no
+ * $NOTIFY_SOCKET, and a failure only costs the service manager a message.
  */
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 
 #include "acceptd.h"
+
+/* Most fields one journal entry carries. */
+#define SYSTEMD_JOURNAL_FIELDS	32
 
 /* Tell systemd startup or a reload is complete, with a status line. */
 void
@@ -36,11 +43,14 @@ systemd_reloading(void)
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
 }
 
-/* Tell systemd the service is stopping. */
+/* Tell systemd the service is stopping, with a status line. */
 void
-systemd_stopping(void)
+systemd_stopping(const char *status)
 {
-	sd_notify(0, "STOPPING=1");
+	if (status != NULL)
+		sd_notifyf(0, "STOPPING=1\nSTATUS=%s", status);
+	else
+		sd_notify(0, "STOPPING=1");
 }
 
 /* Update the one-line STATUS= shown by systemctl status. */
@@ -58,13 +68,16 @@ systemd_status(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Is the watchdog enabled for us? Sets its period in microseconds. */
+/*
+ * Is the watchdog enabled for us ($WATCHDOG_USEC, and $WATCHDOG_PID our
+ * pid when set)? Sets its period in microseconds.
+ */
 int
 systemd_watchdog_usec(unsigned long long *usec)
 {
 	uint64_t	 u;
 
-	if (sd_watchdog_enabled(0, &u) <= 0)
+	if (sd_watchdog_enabled(0, &u) <= 0 || u == 0)
 		return (0);
 	*usec = u;
 	return (1);
@@ -75,4 +88,23 @@ void
 systemd_watchdog_ping(void)
 {
 	sd_notify(0, "WATCHDOG=1");
+}
+
+/*
+ * Send one structured entry to the journal: each field is "NAME=value".
+ * Returns -1 when the journal did not take it.
+ */
+int
+systemd_journal_send(const char *const *fields, size_t n)
+{
+	struct iovec	 iov[SYSTEMD_JOURNAL_FIELDS];
+	size_t		 i;
+
+	if (n == 0 || n > nitems(iov))
+		return (-1);
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = (void *)(uintptr_t)fields[i];
+		iov[i].iov_len = strlen(fields[i]);
+	}
+	return (sd_journal_sendv(iov, (int)n) < 0 ? -1 : 0);
 }

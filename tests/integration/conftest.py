@@ -20,7 +20,7 @@ SANITIZERS = os.environ.get("ACCEPTD_SANITIZERS", "") == "1"
 SMALL = os.environ.get("ACCEPTD_TEST_SMALL", "") == "1"
 START_TIMEOUT = 30.0 if SANITIZERS else 10.0
 
-_LINE = re.compile(r": (conn|connect) (listener=.*)$")
+_LINE = re.compile(r": (conn|connect) ((?:id=\d+ )?listener=.*)$")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
@@ -74,6 +74,11 @@ def conf_value(v):
         return str(v)
     if isinstance(v, str):
         return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+    if isinstance(v, dict):
+        return "{ " + " ".join("%s = %s;" % (k, conf_value(x))
+                               for k, x in v.items()) + " }"
+    if isinstance(v, (list, tuple)) and any(isinstance(x, dict) for x in v):
+        return "( " + ", ".join(conf_value(x) for x in v) + " )"
     if isinstance(v, (list, tuple)):
         return "[ " + ", ".join(conf_value(x) for x in v) + " ]"
     raise TypeError(v)
@@ -247,14 +252,15 @@ class Proxies:
         return p
 
     def simple(self, backends, listen=None, name="t", wait=True,
-               settings=None, **opts):
+               settings=None, preexec_fn=None, **opts):
         """One listener on a free loopback port in front of backends."""
         if listen is None:
             port = free_port()
             listen = ["127.0.0.1:%d" % port]
         l = {"name": name, "listen": listen, "backends": backends}
         l.update(opts)
-        p = self.start([l], wait=wait, **(settings or {}))
+        p = self.start([l], wait=wait, preexec_fn=preexec_fn,
+                       **(settings or {}))
         first = listen[0]
         if first.startswith("unix:"):
             p.addr = first[5:]

@@ -103,3 +103,21 @@ def test_bench_heap_lists_bytes_per_idle_connection(tmp_path):
     assert data["heap_per_conn"] > 0
     assert any(s["bytes"] > 0 for s in data["sites"])
     assert "heap bytes per connection" in r.stdout
+
+
+def test_bench_syscalls_counts_per_mb_and_per_connection(tmp_path):
+    need("perf", "iperf3")
+    js = tmp_path / "syscalls.json"
+    r = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "syscalls.py"), "--only",
+         "acceptd", "--seconds", "1", "--conns", "20", "--json", str(js)] +
+        acceptd_args(), capture_output=True, text=True, timeout=240)
+    if r.returncode != 0 and "no syscall tracepoints" in r.stderr:
+        pytest.skip("perf cannot count syscall tracepoints here")
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(js.read_text())["acceptd"]
+    assert data["bulk_bytes"] > 0 and data["conns"] == 20
+    assert data["bulk"]["total"] > 0
+    # Every proxied connection is accepted once.
+    assert data["short"]["accept4"] + data["short"].get("accept", 0) >= 20
+    assert "\n| acceptd | " in r.stdout

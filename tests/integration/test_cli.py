@@ -2,6 +2,7 @@
 and bad configuration input that must end in exit 1 with a message."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -235,4 +236,4 @@ def test_log_level_option_overrides_the_file(tmp_path, backends):
     # Connection lines follow log_connections alone; nothing else may show.
     other = [l for l in quiet.splitlines() if " conn " not in l]
     assert other == [], quiet
-    assert " conn listener=t " in quiet
+    assert re.search(r" conn id=\d+ listener=t ", quiet), quiet

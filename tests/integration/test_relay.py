@@ -486,7 +486,7 @@ def test_log_connections_setting(acceptd, backends, mode, conns, connects):
         assert l["backend"] == srv.text
         assert float(l["connect_time"]) < 1
     for l in p.lines("conn"):
-        assert set(l) == {"listener", "client", "backend", "duration",
+        assert set(l) == {"id", "listener", "client", "backend", "duration",
                           "bytes_in", "bytes_out", "end"}
         assert (l["listener"], l["backend"], l["end"]) == \
             ("t", srv.text, "client_fin")
@@ -545,17 +545,6 @@ def test_second_sigterm_exits_at_once(acceptd, backends):
     assert p.wait(5) == 0
     s.close()
     assert p.lines("conn")[0]["end"] == "shutdown"
-
-
-def test_sighup_keeps_serving_with_a_warning(acceptd, backends):
-    srv = backends.echo()
-    p = acceptd.simple([srv.text])
-    p.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while "reload is not built yet" not in p.text():
-        assert time.monotonic() < deadline, p.text()
-        time.sleep(0.05)
-    assert echo_once(p.addr) == b"ping"
 
 
 @pytest.mark.parametrize("spare", [0, 1])

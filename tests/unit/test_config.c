@@ -317,25 +317,6 @@ static const struct bad_config bad_configs[] = {
 	    { "setting 'weight'", "from 1 to 256", "got 300" } },
 
 	/* Settings not built yet: refused unless at their default. */
-	{ "backend_host_name_is_not_built_yet",
-	    NO_BACKENDS("    backends = [ \"localhost:9002\" ];\n"), 6, 1,
-	    { "setting 'backends'", "\"localhost:9002\"", "not built yet",
-	    "backend host names need DNS resolution" } },
-	{ "backend_weight_is_not_built_yet",
-	    NO_BACKENDS("    backends = ( { address = \"127.0.0.1:1\"; "
-	    "weight = 2; } );\n"), 6, 1,
-	    { "setting 'weight'", "not built yet", "the default 1" } },
-	{ "backup_backend_is_not_built_yet",
-	    NO_BACKENDS("    backends = ( \"127.0.0.1:2\", { address = "
-	    "\"127.0.0.1:1\"; backup = true; } );\n"), 6, 1,
-	    { "setting 'backup'", "not built yet", "the default false" } },
-	{ "allow_is_not_built_yet",
-	    LISTENER("    allow = [ \"127.0.0.0/8\", \"::1\" ];\n"), 6, 1,
-	    { "setting 'allow'", "not built yet in this version",
-	    "only the default [] is accepted" } },
-	{ "deny_in_defaults_is_not_built_yet",
-	    "defaults = {\n  deny = [ \"127.6.6.0/24\" ];\n};\n" MINIMAL, 2, 1,
-	    { "setting 'deny'", "not built yet" } },
 	{ "allow_with_host_bits_is_rejected",
 	    LISTENER("    allow = [ \"10.0.0.1/8\" ];\n"), 6, 1,
 	    { "setting 'allow'", "host bits are set",
@@ -343,58 +324,28 @@ static const struct bad_config bad_configs[] = {
 	{ "deny_with_bad_prefix_is_rejected",
 	    LISTENER("    deny = [ \"10.0.0.0/33\" ];\n"), 6, 1,
 	    { "setting 'deny'", "prefix /33" } },
-	{ "send_proxy_v2_is_not_built_yet",
-	    LISTENER("    send_proxy = \"v2\";\n"), 6, 1,
-	    { "setting 'send_proxy'", "not built yet", "\"none\"" } },
-	{ "accept_proxy_is_not_built_yet",
-	    LISTENER("    accept_proxy = true;\n"), 6, 1,
-	    { "setting 'accept_proxy'", "not built yet" } },
-	{ "health_check_is_not_built_yet",
-	    LISTENER("    health_check = { interval = \"5s\"; };\n"), 6, 1,
-	    { "setting 'health_check'", "not built yet" } },
-	{ "health_check_is_validated_before_not_built",
+	{ "accept_proxy_as_string_is_rejected",
+	    LISTENER("    accept_proxy = \"yes\";\n"), 6, 1,
+	    { "setting 'accept_proxy'", "got \"yes\"" } },
+	{ "health_check_rise_zero_is_rejected",
 	    LISTENER("    health_check = { rise = 0; };\n"), 6, 1,
 	    { "setting 'rise'", "from 1 to 100", "got 0" } },
 	{ "health_timeout_longer_than_interval_is_rejected",
 	    LISTENER("    health_check = { interval = \"1s\"; timeout = "
 	    "\"2s\"; };\n"), 6, 1,
 	    { "setting 'health_check'", "timeout 2s", "interval 1s" } },
-	{ "resolve_interval_is_not_built_yet",
-	    LISTENER("    resolve_interval = \"30s\";\n"), 6, 1,
-	    { "setting 'resolve_interval'", "not built yet",
-	    "the default \"60s\"" } },
-	{ "balance_leastconn_is_not_built_yet",
-	    LISTENER("    balance = \"leastconn\";\n"), 6, 1,
-	    { "setting 'balance'", "not built yet", "\"roundrobin\"" } },
-	{ "listener_max_connections_is_not_built_yet",
-	    LISTENER("    max_connections = 100;\n"), 6, 1,
-	    { "setting 'max_connections'", "not built yet" } },
-	{ "max_connections_per_ip_is_not_built_yet",
-	    LISTENER("    max_connections_per_ip = 10;\n"), 6, 1,
-	    { "setting 'max_connections_per_ip'", "not built yet" } },
-	{ "global_max_connections_is_not_built_yet",
-	    "max_connections = 5000;\n" MINIMAL, 1, 1,
-	    { "setting 'max_connections'", "not built yet",
-	    "RLIMIT_NOFILE" } },
+	{ "negative_max_connections_per_ip_is_rejected",
+	    LISTENER("    max_connections_per_ip = -1;\n"), 6, 1,
+	    { "setting 'max_connections_per_ip'", "got -1" } },
+	{ "huge_global_max_connections_is_rejected",
+	    "max_connections = 5000000000;\n" MINIMAL, 1, 1,
+	    { "setting 'max_connections'", "5000000000" } },
 	{ "workers_auto_is_not_built_yet",
 	    "workers = \"auto\";\n" MINIMAL, 1, 1,
 	    { "setting 'workers'", "not built yet", "the default 1" } },
-	{ "user_is_not_built_yet",
-	    "user = \"acceptd\";\n" MINIMAL, 1, 1,
-	    { "setting 'user'", "not built yet" } },
-	{ "group_is_not_built_yet",
-	    "group = \"acceptd\";\n" MINIMAL, 1, 1,
-	    { "setting 'group'", "not built yet" } },
-	{ "control_socket_is_not_built_yet",
-	    "control_socket = \"/run/acceptd/control.sock\";\n" MINIMAL, 1, 1,
-	    { "setting 'control_socket'", "not built yet" } },
-	{ "metrics_is_not_built_yet",
-	    "metrics = \"127.0.0.1:9898\";\n" MINIMAL, 1, 1,
-	    { "setting 'metrics'", "not built yet" } },
-	{ "resolv_conf_is_not_built_yet",
-	    "resolv_conf = \"/etc/other-resolv.conf\";\n" MINIMAL, 1, 1,
-	    { "setting 'resolv_conf'", "not built yet",
-	    "\"/etc/resolv.conf\"" } },
+	{ "metrics_on_unix_socket_is_rejected",
+	    "metrics = \"unix:/run/acceptd/metrics.sock\";\n" MINIMAL, 1, 1,
+	    { "setting 'metrics'", "expected an address", "a unix socket" } },
 	{ "control_socket_relative_path_is_rejected",
 	    "control_socket = \"run/control.sock\";\n" MINIMAL, 1, 1,
 	    { "setting 'control_socket'", "expected an absolute path" } },
@@ -858,6 +809,94 @@ test_full_example_is_read_into_the_snapshot(void **state)
 	config_unref(conf);
 }
 
+/* Balance, weights, backups, host names, health checks and DNS settings. */
+static void
+test_pool_settings_are_read(void **state)
+{
+	static const char	 text[] =
+	    "resolv_conf = \"/tmp/resolv.test\";\n"
+	    "listeners = (\n"
+	    "  {\n"
+	    "    name = \"web\";\n"
+	    "    listen = \"127.0.0.1:8080\";\n"
+	    "    backends = ( { address = \"127.0.0.1:9001\"; weight = 3; },\n"
+	    "      \"app.example.test:9002\",\n"
+	    "      { address = \"unix:/run/b.sock\"; backup = true; } );\n"
+	    "    balance = \"source\";\n"
+	    "    resolve_interval = \"5s\";\n"
+	    "    health_check = { interval = \"500ms\"; timeout = \"200ms\"; "
+	    "rise = 4; fall = 5; };\n"
+	    "  }\n"
+	    ");\n";
+	struct fixture		*f = *state;
+	struct config		*conf;
+	struct listener_conf	*lc;
+	const char		*path;
+
+	path = write_file(f, "acceptd.conf", text, strlen(text));
+	conf = load_ok(path);
+	assert_string_equal(conf->resolv_conf, "/tmp/resolv.test");
+	lc = &conf->listeners[0];
+	assert_int_equal(lc->balance, BALANCE_SOURCE);
+	assert_int_equal(lc->resolve_interval_ms, 5000);
+	assert_int_equal(lc->nbackends, 3);
+	assert_int_equal(lc->backends[0].weight, 3);
+	assert_int_equal(lc->backends[0].backup, 0);
+	assert_int_equal(lc->backends[1].addr.kind, ADDRESS_NAME);
+	assert_string_equal(lc->backends[1].addr.host, "app.example.test");
+	assert_int_equal(lc->backends[1].addr.port, 9002);
+	assert_int_equal(lc->backends[1].weight, 1);
+	assert_int_equal(lc->backends[1].line, 7);
+	assert_int_equal(lc->backends[2].backup, 1);
+	assert_int_equal(lc->health.enabled, 1);
+	assert_int_equal(lc->health.interval_ms, 500);
+	assert_int_equal(lc->health.timeout_ms, 200);
+	assert_int_equal(lc->health.rise, 4);
+	assert_int_equal(lc->health.fall, 5);
+	config_unref(conf);
+}
+
+/* Caps, access lists and the PROXY protocol, with defaults inherited. */
+static void
+test_limit_and_proxy_settings_are_read(void **state)
+{
+	static const char	 text[] =
+	    "max_connections = 5000;\n"
+	    "defaults = {\n"
+	    "  deny = [ \"192.0.2.66\" ];\n"
+	    "  send_proxy = \"v2\";\n"
+	    "};\n"
+	    "listeners = (\n"
+	    "  {\n"
+	    "    name = \"web\";\n"
+	    "    listen = \"127.0.0.1:8080\";\n"
+	    "    backends = \"127.0.0.1:9001\";\n"
+	    "    max_connections = 100;\n"
+	    "    max_connections_per_ip = 10;\n"
+	    "    allow = [ \"127.0.0.0/8\", \"::1\" ];\n"
+	    "    accept_proxy = true;\n"
+	    "  }\n"
+	    ");\n";
+	struct fixture		*f = *state;
+	struct config		*conf;
+	struct listener_conf	*lc;
+	const char		*path;
+
+	path = write_file(f, "acceptd.conf", text, strlen(text));
+	conf = load_ok(path);
+	assert_int_equal(conf->max_connections, 5000);
+	lc = &conf->listeners[0];
+	assert_int_equal(lc->max_connections, 100);
+	assert_int_equal(lc->max_connections_per_ip, 10);
+	assert_int_equal(lc->nallow, 2);
+	assert_string_equal(lc->allow[1].text, "::1");
+	assert_int_equal(lc->ndeny, 1);
+	assert_string_equal(lc->deny[0].text, "192.0.2.66");
+	assert_int_equal(lc->send_proxy, SEND_PROXY_V2);
+	assert_int_equal(lc->accept_proxy, 1);
+	config_unref(conf);
+}
+
 /* -T output loads again and dumps identically. */
 static void
 test_dump_round_trips_identically(void **state)
@@ -1218,6 +1257,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_full_example_is_read_into_the_snapshot,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pool_settings_are_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_limit_and_proxy_settings_are_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_dump_round_trips_identically, setup, teardown),
 		cmocka_unit_test_setup_teardown(
