@@ -201,7 +201,8 @@ class Proc:
 
     def tail(self, n=15):
         """The last n lines of the process's log."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         try:
             with open(self.logpath, "rb") as f:
                 lines = f.read().decode(errors="replace").splitlines()

@@ -48,6 +48,8 @@ class Target:
         self.ctx = ctx
         self.proc = None
         self.pids = []
+        self.last_status = None
+        self.last_tail = ""
 
     def version(self):
         """One line naming the software and its version."""
@@ -66,8 +68,17 @@ class Target:
         """Stop the proxy by PID, if one runs."""
         if self.proc is not None:
             proc, self.proc = self.proc, None
-            proc.stop()
+            self.last_status = proc.stop()
+            self.last_tail = proc.tail()
         self.pids = []
+
+    def check_exit(self):
+        """Raise BenchError if acceptd did not exit cleanly when stopped
+        (a crash, or a sanitizer report, at shutdown)."""
+        if self.kind == "acceptd" and self.last_status not in (0, None):
+            raise bl.BenchError("acceptd exited with status %s when "
+                                "stopped:\n%s" % (self.last_status,
+                                                  self.last_tail))
 
     def _launch(self, argv, port, workers=0):
         """Start argv, wait until it listens on port (and, for nginx, until
@@ -378,13 +389,17 @@ def run_idle(ctx, target):
 
 def run_step(ctx, scn, target):
     """One measurement of scenario scn through target."""
+    target.last_status = None
     if scn in TPUT:
-        return run_tput(ctx, target, *TPUT[scn])
-    if scn == "cps":
-        return run_wrk(ctx, target, True)
-    if scn == "keepalive":
-        return run_wrk(ctx, target, False)
-    return run_idle(ctx, target)
+        res = run_tput(ctx, target, *TPUT[scn])
+    elif scn == "cps":
+        res = run_wrk(ctx, target, True)
+    elif scn == "keepalive":
+        res = run_wrk(ctx, target, False)
+    else:
+        res = run_idle(ctx, target)
+    target.check_exit()
+    return res
 
 
 def start_http_backend(ctx):

@@ -37,9 +37,9 @@ def start(acceptd, sockdir, backend_texts, name="t", settings=None, **opts):
     return p
 
 
-def ctl(p, *args, timeout=TIMEOUT, preexec_fn=None):
+def ctl(p, *args, timeout=TIMEOUT, preexec_fn=None, exe=None):
     """Run acceptctl against p's control socket; CompletedProcess."""
-    return subprocess.run([ACCEPTCTL, "-s", p.control] + list(args),
+    return subprocess.run([exe or ACCEPTCTL, "-s", p.control] + list(args),
                           capture_output=True, text=True, timeout=timeout,
                           preexec_fn=preexec_fn)
 

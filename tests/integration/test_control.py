@@ -4,6 +4,7 @@ that cannot stall the relay; connection ids in the connection lines."""
 
 import json
 import os
+import shutil
 import re
 import pwd
 import socket
@@ -308,12 +309,16 @@ def test_peer_with_another_uid_is_refused(acceptd, backends, sockdir):
     os.chmod(sockdir, 0o755)
     st = os.stat(p.control)
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+    # A copy of acceptctl that nobody may run, wherever the build tree is.
+    exe = os.path.join(sockdir, "acceptctl")
+    shutil.copy(observe.ACCEPTCTL, exe)
+    os.chmod(exe, 0o755)
     # First layer: the file's mode keeps other users out.
-    r = observe.ctl(p, "stats", preexec_fn=_as_nobody)
+    r = observe.ctl(p, "stats", preexec_fn=_as_nobody, exe=exe)
     assert r.returncode == 1 and "Permission denied" in r.stderr, r
     # Second layer: with the mode opened up, SO_PEERCRED still refuses.
     os.chmod(p.control, 0o666)
-    r = observe.ctl(p, "stats", preexec_fn=_as_nobody)
+    r = observe.ctl(p, "stats", preexec_fn=_as_nobody, exe=exe)
     assert r.returncode == 1, r
     assert "permission denied: only root and the user acceptd runs as" in \
         r.stderr, r.stderr
