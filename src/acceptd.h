@@ -284,6 +284,10 @@ void	 systemd_status(const char *, ...) printflike(1, 2);
 int	 systemd_watchdog_usec(unsigned long long *);
 void	 systemd_watchdog_ping(void);
 int	 systemd_journal_send(const char *const *, size_t);
+int	 systemd_listen_fds(int *, char ***, char **);
+int	 systemd_is_listening(int);
+int	 systemd_fdstore(int, const char *);
+void	 systemd_fdstore_remove(const char *);
 
 /* privileges.c: the user and group to become once the sockets are bound. */
 struct privileges {
@@ -321,6 +325,8 @@ struct event;
 struct event_base;
 struct evconnlistener;
 struct session;
+struct worker;
+struct workers;
 
 /*
  * limits.c: connection counts against the caps, shared by every thread.
@@ -364,7 +370,7 @@ struct listener {
 	long long		 last_error;	/* monotonic s, 0: none */
 
 	/* Where accepted connections go; replaced on reload. */
-	struct worker		*worker;
+	struct workers		*workers;
 	struct config		*conf;
 	const struct listener_conf *lc;
 	struct backend_pool	*pool;
@@ -378,6 +384,7 @@ struct listener {
 	int			 backlog;	/* applied in place */
 	const struct listener_conf *next_lc;	/* reload: where it goes */
 	int			 fresh;		/* reload: bound by it */
+	int			 adopted;	/* LISTENER_FROM_* */
 
 	/* Connection caps (limits.c): counts of the listener's name. */
 	struct limits		*limits;
@@ -386,6 +393,9 @@ struct listener {
 	TAILQ_ENTRY(listener)	 all;
 };
 TAILQ_HEAD(listener_list, listener);
+#define LISTENER_BOUND		0	/* bound by acceptd */
+#define LISTENER_FROM_UNIT	1	/* from a socket unit */
+#define LISTENER_FROM_STORE	2	/* from the fd store */
 
 int	 listener_open(struct listener_list *, struct event_base *,
 	     const struct listener_conf *, const struct address *, char **);
@@ -396,11 +406,22 @@ void	 listener_reload_commit(struct listener_list *, struct listener_list *,
 	     struct listener_list *);
 void	 listener_reload_abort(struct listener_list *, struct listener_list *,
 	     struct listener_list *, struct event_base *);
-void	 listener_attach(struct listener *, struct worker *, struct config *,
+void	 listener_attach(struct listener *, struct workers *, struct config *,
 	     const struct listener_conf *, struct backend_pool *);
 void	 listener_enable(struct listener *);
 void	 listener_resume(struct listener *);
 void	 listener_free(struct listener *);
+
+/*
+ * activation.c: sockets handed over by systemd at startup (socket unit
+ * or fd store), and the fd store kept in step with the listening sockets.
+ */
+int	 activation_init(const struct config *, char **);
+int	 activation_take(const char *, const struct sockaddr *, socklen_t,
+	     int *);
+int	 activation_finish(char **);
+void	 activation_store(struct listener_list *);
+void	 activation_free(void);
 
 /* session.c */
 enum end_reason {
@@ -540,19 +561,44 @@ void	 resolve_cancel(struct resolve_req *);
 size_t	 resolve_lookup(const char *, const struct sockaddr_storage **);
 void	 resolve_shutdown(struct event_base *);
 
-/* worker.c: one event loop, its sessions and their counters. */
+/*
+ * worker.c: event loops (one per thread with workers > 1), each with its
+ * sessions and their counters; the main loop accepts and hands over.
+ */
+#define WORKERS_MAX		1024
 TAILQ_HEAD(session_list, session);
+struct worker_thread;
+struct workers;
 struct worker {
 	struct event_base	*base;
-	struct session_list	 sessions;
-	unsigned long long	 active;
-	unsigned long long	 accepted;
-	unsigned long long	 ends[END_MAX];
-	unsigned long long	 bytes_in;	/* from clients */
-	unsigned long long	 bytes_out;	/* to clients */
-	int			 reserve_fd;	/* spare, for a backend */
+	struct session_list	 sessions;	/* its thread only */
+	unsigned long long	 active;	/* atomic */
+	unsigned long long	 queued;	/* atomic: handed, not started */
+	unsigned long long	 accepted;	/* atomic */
+	unsigned long long	 ends[END_MAX];	/* atomic */
+	unsigned long long	 bytes_in;	/* atomic; from clients */
+	unsigned long long	 bytes_out;	/* atomic; to clients */
+	unsigned long long	 beats;		/* atomic; heartbeats */
+	int			 reserve_fd;	/* atomic; spare, for a backend */
 	void			(*closed_cb)(struct worker *, void *);
 	void			*closed_arg;
+	struct workers		*group;
+	size_t			 index;
+	struct worker_thread	*thread;	/* NULL: on the main loop */
+	struct event		*heartbeat;
+};
+/* Every worker of the daemon. */
+struct workers {
+	struct worker		**w;
+	size_t			 n;
+	struct event_base	*main_base;
+	struct event		*closed_ev;	/* main loop: sessions closed */
+	int			 closed_pending; /* atomic */
+	void			(*closed_cb)(void *);
+	void			*closed_arg;
+	size_t			 next;		/* round for ties */
+	int			 reserve_fd;	/* spare of the accepting side */
+	unsigned long long	*seen;		/* heartbeats at the last tick */
 };
 struct worker *worker_new(struct event_base *);
 void	 worker_free(struct worker *);
@@ -564,6 +610,30 @@ void	 worker_session_opened(struct worker *);
 void	 worker_session_closed(struct worker *, enum end_reason,
 	     unsigned long long, unsigned long long);
 void	 worker_close_all(struct worker *, enum end_reason);
+void	 worker_call(struct worker *, void (*)(struct worker *, void *),
+	     void *);
+unsigned long long worker_beats(const struct worker *);
+size_t	 workers_count(const struct config *);
+struct workers *workers_new(struct event_base *, size_t);
+int	 workers_start(struct workers *, char **);
+void	 workers_free(struct workers *);
+void	 workers_set_closed_cb(struct workers *, void (*)(void *), void *);
+void	 workers_accept(struct workers *, struct config *,
+	     const struct listener_conf *, struct backend_pool *,
+	     struct limits *, int, const struct sockaddr *, socklen_t);
+int	 workers_has_reserve(struct workers *);
+unsigned long long workers_active(const struct workers *);
+unsigned long long workers_accepted(const struct workers *);
+void	 workers_close_all(struct workers *, enum end_reason);
+int	 workers_heartbeat(struct workers *, long long);
+int	 workers_alive(struct workers *, size_t *);
+
+/*
+ * heartbeat.c: did every loop beat since the last look (pure)? Updates
+ * seen; *stale gets the first that did not.
+ */
+int	 heartbeat_fresh(const unsigned long long *, unsigned long long *,
+	     size_t, size_t *);
 
 /*
  * stats.c: the counters of each listener (by name, kept across reloads,
@@ -620,6 +690,10 @@ struct stats_backend_snap {
 	unsigned long long	 total;
 	unsigned long long	 failures;
 };
+struct stats_worker_snap {
+	unsigned long long	 active;
+	unsigned long long	 accepted;
+};
 struct stats_snapshot {
 	long long		 now_ms;	/* wall clock */
 	long long		 start_ms;	/* wall clock */
@@ -633,6 +707,8 @@ struct stats_snapshot {
 	struct stats_backend_snap *backends;
 	size_t			 nbackends;
 	size_t			 backends_cap;
+	struct stats_worker_snap *workers;	/* one per worker */
+	size_t			 nworkers;
 	int			 oom;
 };
 long long stats_now_us(void);

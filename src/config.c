@@ -226,7 +226,7 @@ static const struct config_key config_health_keys[] = {
  * once its behaviour exists.
  */
 static const struct config_unbuilt config_unbuilt[] = {
-	{ CONFIG_SCOPE_GLOBAL, "workers", "the default 1 is accepted" }
+	{ CONFIG_SCOPE_GLOBAL, NULL, NULL }	/* the end */
 };
 
 static void	 config_error(struct config_ctx *, const config_setting_t *,
@@ -1828,7 +1828,7 @@ config_check_unbuilt(struct config_ctx *ctx, const config_setting_t *s,
 	default:
 		return;
 	}
-	for (i = 0; i < nitems(config_unbuilt); i++) {
+	for (i = 0; config_unbuilt[i].key != NULL; i++) {
 		u = &config_unbuilt[i];
 		if (u->scope != scope || strcmp(u->key, k->name) != 0)
 			continue;

@@ -697,6 +697,12 @@ control_stats(struct control_client *cl, char **args)
 		    bs->backup ? "true" : "false", bs->active, bs->total,
 		    bs->failures);
 	}
+	evbuffer_add(b, "],\"workers\":[", 13);
+	for (i = 0; i < snap->nworkers; i++) {
+		evbuffer_add_printf(b, "%s{\"active\":%llu,\"accepted\":%llu}",
+		    i == 0 ? "" : ",", snap->workers[i].active,
+		    snap->workers[i].accepted);
+	}
 	evbuffer_add(b, "]}\n", 3);
 	stats_snapshot_free(snap);
 	control_answer(cl, b, NULL);

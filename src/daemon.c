@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "acceptd.h"
 
@@ -24,7 +25,8 @@
 struct daemon {
 	struct config		*conf;
 	struct event_base	*base;
-	struct worker		*worker;
+	struct workers		*workers;
+	size_t			 stale_worker;	/* watchdog: +1 of the stuck one */
 	struct listener_list	 listeners;
 	size_t			 nlisteners;
 	struct backend_pool	**pools;	/* one per listener_conf */
@@ -89,7 +91,7 @@ static void	 daemon_reload_done(struct daemon *, struct causes *);
 static void	 daemon_reload_cancel(struct daemon *);
 static void	 daemon_stop(struct daemon *);
 static void	 daemon_stop_timeout(evutil_socket_t, short, void *);
-static void	 daemon_session_closed(struct worker *, void *);
+static void	 daemon_session_closed(void *);
 static void	 daemon_close_listeners(struct daemon *);
 static void	 daemon_cleanup(struct daemon *);
 static int	 daemon_runtime_start(struct daemon *);
@@ -132,23 +134,29 @@ daemon_raise_nofile(void)
 		log_warn("setrlimit(RLIMIT_NOFILE)");
 }
 
-/* Create the event base, the worker, the backend pools and the signals. */
+/* Create the event base, the workers, the backend pools and the signals. */
 static int
 daemon_setup(struct daemon *d)
 {
 	static const int	 sigs[] = { SIGHUP, SIGTERM, SIGINT };
 	size_t			 i;
 
+	/* Before any base: worker loops are woken from the main one. */
+	if (evthread_use_pthreads() == -1) {
+		log_errorx("cannot set up libevent for threads");
+		return (-1);
+	}
 	if ((d->base = event_base_new()) == NULL) {
 		log_errorx("cannot create the event loop");
 		return (-1);
 	}
 	/* With workers = 1 the worker runs on the main loop. */
-	if ((d->worker = worker_new(d->base)) == NULL) {
-		log_errorx("cannot create the worker");
+	if ((d->workers = workers_new(d->base, workers_count(d->conf))) ==
+	    NULL) {
+		log_errorx("cannot create the workers");
 		return (-1);
 	}
-	worker_set_closed_cb(d->worker, daemon_session_closed, d);
+	workers_set_closed_cb(d->workers, daemon_session_closed, d);
 	limits_init(d->base);
 
 	d->npools = d->conf->nlisteners;
@@ -198,15 +206,38 @@ daemon_setup_timers(struct daemon *d)
 		log_errorx("cannot create the watchdog timer");
 		return (-1);
 	}
+	/* Every worker loop beats twice per tick: one beat must come. */
+	if (workers_heartbeat(d->workers, (long long)(usec / 2000)) == -1) {
+		log_errorx("cannot create the worker heartbeats");
+		return (-1);
+	}
 	log_info("watchdog: WATCHDOG=1 every %llu ms", usec / 1000);
 	return (0);
 }
 
-/* Feed systemd's watchdog: the loop is alive. */
+/*
+ * Feed systemd's watchdog: the main loop runs this, and every worker
+ * loop beat since the last time.
+ */
 static void
 daemon_watchdog(evutil_socket_t fd, short events, void *arg)
 {
-	systemd_watchdog_ping();
+	struct daemon	*d = arg;
+	size_t		 stale;
+
+	if (workers_alive(d->workers, &stale)) {
+		if (d->stale_worker != 0)
+			log_notice("watchdog: worker %zu runs again",
+			    d->stale_worker - 1);
+		d->stale_worker = 0;
+		systemd_watchdog_ping();
+		return;
+	}
+	if (d->stale_worker == 0) {
+		log_warnx("watchdog: worker %zu did not run for a watchdog "
+		    "tick: WATCHDOG=1 is not sent", stale);
+	}
+	d->stale_worker = stale + 1;
 }
 
 /*
@@ -221,6 +252,11 @@ daemon_listen(struct daemon *d)
 	char			*cause;
 	size_t			 i, j;
 
+	if (activation_init(d->conf, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		return (-1);
+	}
 	for (i = 0; i < d->conf->nlisteners; i++) {
 		lc = &d->conf->listeners[i];
 		for (j = 0; j < lc->nlisten; j++) {
@@ -234,10 +270,16 @@ daemon_listen(struct daemon *d)
 		}
 		TAILQ_FOREACH(l, &d->listeners, entry) {
 			if (l->lc == NULL)
-				listener_attach(l, d->worker, d->conf, lc,
+				listener_attach(l, d->workers, d->conf, lc,
 				    d->pools[i]);
 		}
 	}
+	if (activation_finish(&cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		return (-1);
+	}
+	activation_store(&d->listeners);
 	d->nlisteners = 0;
 	TAILQ_FOREACH(l, &d->listeners, entry)
 		d->nlisteners++;
@@ -368,9 +410,11 @@ daemon_carry_over_pools(struct config *conf, struct backend_pool **pools,
 static void
 daemon_status(struct daemon *d, char *buf, size_t len)
 {
-	struct worker	*w = d->worker;
-	unsigned long long down = 0;
+	unsigned long long down = 0, active, served;
 	size_t		 i;
+
+	active = d->workers != NULL ? workers_active(d->workers) : 0;
+	served = d->workers != NULL ? workers_accepted(d->workers) : 0;
 
 	for (i = 0; i < d->npools; i++)
 		down += backend_pool_down(d->pools[i]);
@@ -382,7 +426,7 @@ daemon_status(struct daemon *d, char *buf, size_t len)
 	    d->reload_error != NULL ? "; " : "",
 	    d->conf->nlisteners, d->conf->nlisteners == 1 ? "" : "s",
 	    d->nlisteners, d->nlisteners == 1 ? "" : "s",
-	    w->active, w->active == 1 ? "" : "s", w->accepted,
+	    active, active == 1 ? "" : "s", served,
 	    down, down == 1 ? "" : "s",
 	    d->reload_error == NULL && d->reloads > 0 ? "; last reload ok" :
 	    "");
@@ -568,6 +612,7 @@ daemon_reload_apply(struct daemon *d, struct config *conf,
 			free(cause);
 			listener_reload_abort(&next, &d->listeners, &replaced,
 			    d->base);
+			activation_store(&d->listeners);
 			daemon_runtime_abort(d);
 			config_unref(conf);
 			return (-1);
@@ -589,12 +634,13 @@ daemon_reload_apply(struct daemon *d, struct config *conf,
 	d->nlisteners = 0;
 	TAILQ_FOREACH(l, &d->listeners, entry) {
 		i = (size_t)(l->next_lc - conf->listeners);
-		listener_attach(l, d->worker, conf, l->next_lc, pools[i]);
+		listener_attach(l, d->workers, conf, l->next_lc, pools[i]);
 		l->next_lc = NULL;
 		if (!l->enabled)
 			listener_enable(l);
 		d->nlisteners++;
 	}
+	activation_store(&d->listeners);
 	daemon_pools_free(d->pools, d->npools);
 	d->pools = pools;
 	d->npools = conf->nlisteners;
@@ -605,6 +651,10 @@ daemon_reload_apply(struct daemon *d, struct config *conf,
 	    !daemon_same_string(conf->group, old->group)) {
 		log_warnx("user and group change only when acceptd is "
 		    "restarted: reloaded without that change");
+	}
+	if (workers_count(conf) != d->workers->n) {
+		log_warnx("workers changes only when acceptd is restarted: "
+		    "reloaded with %zu workers still", d->workers->n);
 	}
 	if (!d->level_fixed)
 		log_setlevel(conf->log_level);
@@ -696,14 +746,14 @@ daemon_stop(struct daemon *d)
 	systemd_stopping(status);
 	daemon_status_sent(d, status);
 	daemon_close_listeners(d);
-	if (d->worker->active == 0) {
+	if (workers_active(d->workers) == 0) {
 		log_notice("stopping");
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
 	log_notice("stopping: waiting up to %s for %llu connection%s",
-	    format_duration(ms, t, sizeof t), d->worker->active,
-	    d->worker->active == 1 ? "" : "s");
+	    format_duration(ms, t, sizeof t), workers_active(d->workers),
+	    workers_active(d->workers) == 1 ? "" : "s");
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(d->stop_timer, &tv);
@@ -716,8 +766,9 @@ daemon_stop_timeout(evutil_socket_t fd, short events, void *arg)
 	struct daemon	*d = arg;
 
 	log_notice("shutdown timeout: closing %llu connection%s",
-	    d->worker->active, d->worker->active == 1 ? "" : "s");
-	worker_close_all(d->worker, END_SHUTDOWN);
+	    workers_active(d->workers), workers_active(d->workers) == 1 ?
+	    "" : "s");
+	workers_close_all(d->workers, END_SHUTDOWN);
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -726,13 +777,13 @@ daemon_stop_timeout(evutil_socket_t fd, short events, void *arg)
  * back-off; when stopping, the last one ends the loop.
  */
 static void
-daemon_session_closed(struct worker *w, void *arg)
+daemon_session_closed(void *arg)
 {
 	struct daemon	*d = arg;
 	struct listener	*l;
 
 	if (d->stopping) {
-		if (w->active == 0)
+		if (workers_active(d->workers) == 0)
 			event_base_loopexit(d->base, NULL);
 		return;
 	}
@@ -762,7 +813,8 @@ daemon_cleanup(struct daemon *d)
 	daemon_runtime_stop(d);
 	daemon_reload_cancel(d);
 	daemon_close_listeners(d);
-	/* Lookups go before the worker: finishing them turns the loop. */
+	activation_free();
+	/* Lookups go before the workers: finishing them turns the loop. */
 	for (i = 0; i < d->npools; i++)
 		backend_pool_stop(d->pools[i]);
 	resolve_job_cancel(d->resolving);
@@ -771,10 +823,8 @@ daemon_cleanup(struct daemon *d)
 		config_unref(d->resolving_conf);
 	if (d->base != NULL)
 		resolve_shutdown(d->base);
-	if (d->worker != NULL) {
-		worker_free(d->worker);
-		d->worker = NULL;
-	}
+	workers_free(d->workers);	/* joins the threads */
+	d->workers = NULL;
 	daemon_pools_free(d->pools, d->npools);
 	d->pools = NULL;
 	d->npools = 0;
@@ -938,8 +988,8 @@ daemon_view(void *arg, struct stats_view *v)
 	v->listeners = &d->listeners;
 	v->pools = d->pools;
 	v->npools = d->npools;
-	v->workers = &d->worker;
-	v->nworkers = d->worker != NULL ? 1 : 0;
+	v->workers = d->workers != NULL ? d->workers->w : NULL;
+	v->nworkers = d->workers != NULL ? d->workers->n : 0;
 	v->reloads_ok = d->reloads;
 	v->reloads_failed = d->reload_failures;
 }
@@ -999,6 +1049,11 @@ daemon_run(struct config *conf, int level_fixed)
 		    d.priv.user : "root", (unsigned int)d.priv.gid);
 	}
 	limits_configure(d.conf);	/* once the sockets are open */
+	if (workers_start(d.workers, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		goto out;
+	}
 	if (daemon_resolve(&d) == -1)
 		goto out;
 	if (d.stopping) {
@@ -1026,8 +1081,8 @@ daemon_run(struct config *conf, int level_fixed)
 		log_errorx("event loop failed");
 	else
 		rc = 0;
-	if (d.worker->active != 0)
-		worker_close_all(d.worker, END_SHUTDOWN);
+	if (workers_active(d.workers) != 0)
+		workers_close_all(d.workers, END_SHUTDOWN);
 	log_notice("stopped");
 
  out:

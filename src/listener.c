@@ -146,7 +146,7 @@ listener_open_one(struct listener_list *head, struct listener_list *running,
     socklen_t salen, const char *text, char **cause)
 {
 	struct listener	*l;
-	int		 fd;
+	int		 fd, adopted;
 
 	if (running != NULL) {
 		TAILQ_FOREACH(l, running, entry) {
@@ -171,13 +171,17 @@ listener_open_one(struct listener_list *head, struct listener_list *running,
 		}
 	}
 
-	if ((fd = listener_socket(lc, sa, salen)) == -1) {
+	/* A socket systemd handed over at startup is taken, not bound. */
+	adopted = LISTENER_BOUND;
+	if ((fd = activation_take(lc->name, sa, salen, &adopted)) == -1 &&
+	    (fd = listener_socket(lc, sa, salen)) == -1) {
 		xasprintf(cause, "cannot listen on %s: %s", text,
 		    strerror(errno));
 		return (-1);
 	}
 
 	l = xcalloc(1, sizeof *l);
+	l->adopted = adopted;
 	l->family = sa->sa_family;
 	l->text = xstrdup(text);
 	xasprintf(&l->key, "%s reuseport=%d freebind=%d defer_accept=%d",
@@ -271,6 +275,9 @@ listener_same_options(const struct listener *l,
 {
 	if (l->family == AF_UNIX)
 		return (1);	/* none of them applies to unix sockets */
+	/* The socket unit set them, and holds the address bound. */
+	if (l->adopted == LISTENER_FROM_UNIT)
+		return (1);
 	return (l->reuseport == lc->reuseport &&
 	    l->freebind == lc->freebind &&
 	    l->defer_accept == lc->defer_accept);
@@ -446,12 +453,12 @@ listener_unix_stale(const struct sockaddr *sa, socklen_t salen)
 
 /* Say where the connections accepted by a listener go. */
 void
-listener_attach(struct listener *l, struct worker *w, struct config *conf,
+listener_attach(struct listener *l, struct workers *ws, struct config *conf,
     const struct listener_conf *lc, struct backend_pool *pool)
 {
 	struct limits	*lim;
 
-	l->worker = w;
+	l->workers = ws;
 	l->conf = conf;
 	l->lc = lc;
 	l->pool = pool;
@@ -518,7 +525,7 @@ listener_cap_all(void)
 
 /*
  * A connection closed or the back-off timer ran out: accept again below
- * the cap, and end an accept back-off once the worker has its spare
+ * the cap, and end an accept back-off once every worker has its spare
  * descriptor again.
  */
 void
@@ -529,7 +536,7 @@ listener_resume(struct listener *l)
 	listener_cap(l);
 	if (!l->paused)
 		return;
-	if (!worker_has_reserve(l->worker)) {
+	if (!workers_has_reserve(l->workers)) {
 		if (!evtimer_pending(l->backoff, NULL))
 			evtimer_add(l->backoff, &tv);
 		return;
@@ -558,7 +565,7 @@ listener_free(struct listener *l)
 	free(l);
 }
 
-/* Hand an accepted connection to a session. */
+/* Hand an accepted connection to a worker. */
 static void
 listener_accept(struct evconnlistener *evl, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -574,10 +581,10 @@ listener_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	}
 	/* Counted here, before any hand-over: the session releases it. */
 	limits_open(l->limits);
-	session_accept(l->worker, l->conf, lc, l->pool, l->limits, fd, sa,
+	workers_accept(l->workers, l->conf, lc, l->pool, l->limits, fd, sa,
 	    (socklen_t)salen);
-	/* The spare descriptor went to this client's backend: wait. */
-	if (!worker_has_reserve(l->worker))
+	/* A spare descriptor went to a client's backend: wait. */
+	if (!workers_has_reserve(l->workers))
 		listener_pause(l, EMFILE);
 	if (limits_full(l->limits, lc))
 		listener_cap_all();

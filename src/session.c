@@ -119,6 +119,8 @@ static void	 session_client_event(struct bufferevent *, short, void *);
 static void	 session_backend_read(struct bufferevent *, void *);
 static void	 session_backend_write(struct bufferevent *, void *);
 static void	 session_backend_event(struct bufferevent *, short, void *);
+static void	 session_walk_copy(struct worker *, void *);
+static void	 session_kill_one(struct worker *, void *);
 
 /* Return the name of an end reason. */
 const char *
@@ -908,41 +910,106 @@ session_state_name(const struct session *s)
 	return ("relaying");
 }
 
+/* What session_walk gathers on the worker's loop for the caller's. */
+struct session_walk_ctx {
+	struct session_info	*v;
+	char			(*names)[CONF_MAX_NAME + 1];
+	size_t			 n;
+	int			 oom;
+};
+
+/* What session_kill asks of the worker's loop. */
+struct session_kill_ctx {
+	unsigned long long	 id;
+	int			 found;
+};
+
 /*
- * Give each open connection of the worker to fn, on the worker's loop:
- * its id, addresses, age and bytes so far (as the conn line counts them).
+ * Copy what show conns prints of every open connection of the worker,
+ * on the worker's loop: its id, addresses, age and bytes so far (as the
+ * conn line counts them).
+ */
+static void
+session_walk_copy(struct worker *w, void *arg)
+{
+	struct session_walk_ctx	*ctx = arg;
+	struct session_info	*si;
+	struct session		*s;
+	struct evbuffer		*buf;
+	size_t			 n = 0, pending;
+	long long		 now = session_now_ms();
+
+	TAILQ_FOREACH(s, &w->sessions, entry)
+		n++;
+	if (n == 0)
+		return;
+	ctx->v = calloc(n, sizeof *ctx->v);
+	ctx->names = calloc(n, sizeof *ctx->names);
+	if (ctx->v == NULL || ctx->names == NULL) {
+		ctx->oom = 1;
+		return;
+	}
+	TAILQ_FOREACH(s, &w->sessions, entry) {
+		si = &ctx->v[ctx->n];
+		/* The snapshot may go with the session: copy the name. */
+		snprintf(ctx->names[ctx->n], sizeof ctx->names[ctx->n], "%s",
+		    s->lc->name);
+		si->id = s->id;
+		si->listener = ctx->names[ctx->n];
+		format_sockaddr((struct sockaddr *)&s->client_ss,
+		    s->client_sslen, si->client, sizeof si->client);
+		snprintf(si->backend, sizeof si->backend, "%s",
+		    s->state == SESSION_RELAYING ? s->chosen->text : "-");
+		si->state = session_state_name(s);
+		si->age_ms = now - s->start_ms;
+		si->bytes_in = s->client.nread;
+		si->bytes_out = s->backend.nread;
+		if (s->client.bev != NULL) {
+			buf = bufferevent_get_input(s->client.bev);
+			si->bytes_in += evbuffer_get_length(buf);
+			buf = bufferevent_get_output(s->client.bev);
+			pending = evbuffer_get_length(buf);
+			si->bytes_out -= pending <= si->bytes_out ? pending :
+			    si->bytes_out;
+		}
+		ctx->n++;
+	}
+}
+
+/*
+ * Give each open connection of the worker to fn, on the caller's loop:
+ * the worker's loop copies them first (sessions belong to its thread).
  */
 void
 session_walk(struct worker *w, void (*fn)(const struct session_info *, void *),
     void *arg)
 {
-	struct session_info	 si;
+	struct session_walk_ctx	 ctx;
+	size_t			 i;
+
+	memset(&ctx, 0, sizeof ctx);
+	worker_call(w, session_walk_copy, &ctx);
+	if (ctx.oom)
+		log_warnx("show conns: out of memory");
+	for (i = 0; i < ctx.n; i++)
+		fn(&ctx.v[i], arg);
+	free(ctx.v);
+	free(ctx.names);
+}
+
+/* Close the connection with the id, on the worker's loop. */
+static void
+session_kill_one(struct worker *w, void *arg)
+{
+	struct session_kill_ctx	*ctx = arg;
 	struct session		*s;
-	struct evbuffer		*buf;
-	size_t			 pending;
-	long long		 now = session_now_ms();
 
 	TAILQ_FOREACH(s, &w->sessions, entry) {
-		memset(&si, 0, sizeof si);
-		si.id = s->id;
-		si.listener = s->lc->name;
-		format_sockaddr((struct sockaddr *)&s->client_ss,
-		    s->client_sslen, si.client, sizeof si.client);
-		snprintf(si.backend, sizeof si.backend, "%s",
-		    s->state == SESSION_RELAYING ? s->chosen->text : "-");
-		si.state = session_state_name(s);
-		si.age_ms = now - s->start_ms;
-		si.bytes_in = s->client.nread;
-		si.bytes_out = s->backend.nread;
-		if (s->client.bev != NULL) {
-			buf = bufferevent_get_input(s->client.bev);
-			si.bytes_in += evbuffer_get_length(buf);
-			buf = bufferevent_get_output(s->client.bev);
-			pending = evbuffer_get_length(buf);
-			si.bytes_out -= pending <= si.bytes_out ? pending :
-			    si.bytes_out;
+		if (s->id == ctx->id) {
+			session_close(s, END_KILLED);
+			ctx->found = 1;
+			return;
 		}
-		fn(&si, arg);
 	}
 }
 
@@ -953,13 +1020,10 @@ session_walk(struct worker *w, void (*fn)(const struct session_info *, void *),
 int
 session_kill(struct worker *w, unsigned long long id)
 {
-	struct session	*s;
+	struct session_kill_ctx	 ctx;
 
-	TAILQ_FOREACH(s, &w->sessions, entry) {
-		if (s->id == id) {
-			session_close(s, END_KILLED);
-			return (0);
-		}
-	}
-	return (-1);
+	ctx.id = id;
+	ctx.found = 0;
+	worker_call(w, session_kill_one, &ctx);
+	return (ctx.found ? 0 : -1);
 }

@@ -355,8 +355,20 @@ stats_snapshot(const struct stats_source *src)
 	snap->reloads_ok = v.reloads_ok;
 	snap->reloads_failed = v.reloads_failed;
 	snap->log_dropped = log_dropped();
-	for (i = 0; i < v.nworkers; i++)
-		snap->active += (long long)v.workers[i]->active;
+	if (v.nworkers > 0 && (snap->workers = calloc(v.nworkers,
+	    sizeof *snap->workers)) == NULL) {
+		free(snap);
+		return (NULL);
+	}
+	snap->nworkers = v.nworkers;
+	for (i = 0; i < v.nworkers; i++) {
+		/* Counted by the worker threads. */
+		snap->workers[i].active = __atomic_load_n(
+		    &v.workers[i]->active, __ATOMIC_RELAXED);
+		snap->workers[i].accepted = __atomic_load_n(
+		    &v.workers[i]->accepted, __ATOMIC_RELAXED);
+		snap->active += (long long)snap->workers[i].active;
+	}
 
 	pthread_mutex_lock(&stats_lock);
 	n = 0;
@@ -406,6 +418,7 @@ stats_snapshot_free(struct stats_snapshot *snap)
 	}
 	free(snap->listeners);
 	free(snap->backends);
+	free(snap->workers);
 	free(snap);
 }
 

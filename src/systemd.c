@@ -108,3 +108,59 @@ systemd_journal_send(const char *const *fields, size_t n)
 	}
 	return (sd_journal_sendv(iov, (int)n) < 0 ? -1 : 0);
 }
+
+/*
+ * The sockets systemd handed over (socket unit first, then the fd store):
+ * they are fds SD_LISTEN_FDS_START to SD_LISTEN_FDS_START + n - 1, and
+ * *names gets one name for each (free each, then the array). $LISTEN_*
+ * is unset so that it reaches no child. Returns n, or -1 with *cause set.
+ */
+int
+systemd_listen_fds(int *first, char ***names, char **cause)
+{
+	int	 n;
+
+	*first = SD_LISTEN_FDS_START;
+	*names = NULL;
+	n = sd_listen_fds_with_names(1, names);
+	if (n < 0) {
+		xasprintf(cause, "cannot take the sockets systemd passed: %s",
+		    strerror(-n));
+		return (-1);
+	}
+	return (n);
+}
+
+/* Is this fd a listening stream socket? */
+int
+systemd_is_listening(int fd)
+{
+	return (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0);
+}
+
+/*
+ * Put a listening socket in systemd's fd store under a name (one name per
+ * message: a name applies to every fd of its message). systemd says
+ * nothing when the unit keeps no store. Returns 0 when there is no
+ * $NOTIFY_SOCKET, 1 when sent, -1 when sending failed.
+ */
+int
+systemd_fdstore(int fd, const char *name)
+{
+	char	*msg;
+	int	 r;
+
+	xasprintf(&msg, "FDSTORE=1\nFDNAME=%s", name);
+	r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+	free(msg);
+	if (r < 0)
+		log_debug("%s: %s: %s", __func__, name, strerror(-r));
+	return (r < 0 ? -1 : r > 0);
+}
+
+/* Remove every fd stored under a name from systemd's fd store. */
+void
+systemd_fdstore_remove(const char *name)
+{
+	sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name);
+}

@@ -18,7 +18,21 @@ import peers
 ACCEPTD = os.environ.get("ACCEPTD", "")
 SANITIZERS = os.environ.get("ACCEPTD_SANITIZERS", "") == "1"
 SMALL = os.environ.get("ACCEPTD_TEST_SMALL", "") == "1"
-START_TIMEOUT = 30.0 if SANITIZERS else 10.0
+# workers for every configuration that does not set it (make check runs
+# the suite with 1 and again with 2).
+WORKERS = int(os.environ.get("ACCEPTD_TEST_WORKERS", "") or "1")
+# ACCEPTD_VALGRIND=1: every acceptd runs under valgrind's memcheck, which
+# turns any memory error or definitely lost block into exit status 99.
+VALGRIND = os.environ.get("ACCEPTD_VALGRIND", "") == "1"
+VALGRIND_ARGV = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+                 "--errors-for-leak-kinds=definite", "--track-fds=no",
+                 "--child-silent-after-fork=yes", "-q"]
+START_TIMEOUT = 60.0 if VALGRIND else 30.0 if SANITIZERS else 10.0
+
+
+def acceptd_argv(argv):
+    """acceptd's command line, under valgrind in ACCEPTD_VALGRIND mode."""
+    return (VALGRIND_ARGV + list(argv)) if VALGRIND else list(argv)
 
 _LINE = re.compile(r": (conn|connect) ((?:id=\d+ )?listener=.*)$")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -86,6 +100,8 @@ def conf_value(v):
 
 def conf_text(listeners, **settings):
     """A whole configuration file: global settings and listeners."""
+    if WORKERS != 1 and "workers" not in settings:
+        settings = dict(settings, workers=WORKERS)
     out = ["%s = %s;" % (k, conf_value(v)) for k, v in settings.items()]
     items = []
     for l in listeners:
@@ -127,7 +143,8 @@ class Acceptd:
         self.expected_rc = 0
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(
-                [ACCEPTD, "-c", self.conf], stdin=subprocess.DEVNULL,
+                acceptd_argv([ACCEPTD, "-c", self.conf]),
+                stdin=subprocess.DEVNULL,
                 stdout=logf, stderr=logf, env=env, preexec_fn=preexec_fn)
         self.pid = self.proc.pid
 

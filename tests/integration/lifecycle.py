@@ -99,10 +99,12 @@ class Notify:
 
     def events(self, start=0):
         """The messages that are not only a STATUS= refresh, as lists of
-        their field names (e.g. ["RELOADING", "MONOTONIC_USEC"])."""
+        their field names (e.g. ["RELOADING", "MONOTONIC_USEC"]); fd store
+        messages (test_activation.py checks those) are left out too."""
         self.poll()
         return [list(m[1]) for m in self.messages[start:]
-                if list(m[1]) != ["STATUS"]]
+                if list(m[1]) != ["STATUS"] and "FDSTORE" not in m[1]
+                and "FDSTOREREMOVE" not in m[1]]
 
     def close(self):
         self.sock.close()
@@ -136,6 +138,8 @@ class Daemon(conftest.Acceptd):
         argv = [ACCEPTD, "-c", self.conf] + list(args)
         if wrapper is not None:
             argv = list(wrapper) + argv
+        else:
+            argv = conftest.acceptd_argv(argv)
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,

@@ -109,7 +109,8 @@ def test_ready_after_binding_with_status(daemons, backends):
     d = daemons.start(conf([listener([loopback(port)], [srv.text])]))
     assert ask(port) == b"A:ping"  # accepting once READY=1 came
     assert d.notifier.events() == [READY_STATUS]
-    status = check_status(d.notifier.messages[0][1]["STATUS"])
+    ready = d.notifier.wait(lambda f: "READY" in f)
+    status = check_status(d.notifier.messages[ready][1]["STATUS"])
     assert status == ("1 listener on 1 socket, 0 connections active, "
                       "0 served, 0 backends down")
 

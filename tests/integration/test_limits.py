@@ -12,7 +12,7 @@ import time
 import pytest
 
 import peers
-from conftest import conf_text, free_port, have_ipv6
+from conftest import WORKERS, conf_text, free_port, have_ipv6
 from hostile import closed, connect_from, log_lines, served, wait_for
 
 
@@ -162,6 +162,10 @@ def test_out_of_descriptors_backs_off_and_recovers(acceptd, backends):
         s.close()
 
 
+@pytest.mark.skipif(WORKERS != 1, reason="expects the first of three clients "
+                    "connecting at once to be admitted first; with worker "
+                    "threads the cap stays exact but the order is theirs "
+                    "(test_workers.py checks the cap)")
 def test_per_ip_cap_closes_excess_at_once(acceptd, backends):
     srv = backends.echo()
     port = free_port()

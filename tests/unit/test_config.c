@@ -340,9 +340,6 @@ static const struct bad_config bad_configs[] = {
 	{ "huge_global_max_connections_is_rejected",
 	    "max_connections = 5000000000;\n" MINIMAL, 1, 1,
 	    { "setting 'max_connections'", "5000000000" } },
-	{ "workers_auto_is_not_built_yet",
-	    "workers = \"auto\";\n" MINIMAL, 1, 1,
-	    { "setting 'workers'", "not built yet", "the default 1" } },
 	{ "metrics_on_unix_socket_is_rejected",
 	    "metrics = \"unix:/run/acceptd/metrics.sock\";\n" MINIMAL, 1, 1,
 	    { "setting 'metrics'", "expected an address", "a unix socket" } },
@@ -897,6 +894,26 @@ test_limit_and_proxy_settings_are_read(void **state)
 	config_unref(conf);
 }
 
+/* workers: a number of threads, or "auto" (kept as 0, one per CPU). */
+static void
+test_workers_settings_are_read(void **state)
+{
+	struct fixture		*f = *state;
+	struct config		*conf;
+	const char		*path;
+
+	path = write_file(f, "acceptd.conf", "workers = 4;\n" MINIMAL,
+	    strlen("workers = 4;\n" MINIMAL));
+	conf = load_ok(path);
+	assert_int_equal(conf->workers, 4);
+	config_unref(conf);
+	path = write_file(f, "acceptd.conf", "workers = \"auto\";\n" MINIMAL,
+	    strlen("workers = \"auto\";\n" MINIMAL));
+	conf = load_ok(path);
+	assert_int_equal(conf->workers, 0);
+	config_unref(conf);
+}
+
 /* -T output loads again and dumps identically. */
 static void
 test_dump_round_trips_identically(void **state)
@@ -1291,6 +1308,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_references_keep_the_snapshot_alive,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_workers_settings_are_read, setup, teardown),
 		cmocka_unit_test(test_causes_collect_and_print)
 	};
 	struct CMUnitTest	 tests[nitems(fixed) + nitems(bad_configs)];
