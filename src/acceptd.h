@@ -610,6 +610,7 @@ void	 worker_session_opened(struct worker *);
 void	 worker_session_closed(struct worker *, enum end_reason,
 	     unsigned long long, unsigned long long);
 void	 worker_close_all(struct worker *, enum end_reason);
+void	 worker_drain_base(struct event_base *);
 void	 worker_call(struct worker *, void (*)(struct worker *, void *),
 	     void *);
 unsigned long long worker_beats(const struct worker *);

@@ -838,6 +838,8 @@ daemon_cleanup(struct daemon *d)
 		event_free(d->status_timer);
 	if (d->watchdog != NULL)
 		event_free(d->watchdog);
+	if (d->base != NULL)
+		worker_drain_base(d->base);
 	limits_shutdown();
 	stats_shutdown();	/* no session is left to count */
 	if (d->base != NULL)

@@ -440,7 +440,22 @@ worker_free_one(struct worker *w)
 	w->thread = NULL;
 	w->closed_cb = NULL;
 	worker_free(w);
+	worker_drain_base(base);
 	event_base_free(base);
+}
+
+/*
+ * Run what freed bufferevents left pending before their base goes: a
+ * deferred callback holds a reference that only running it drops, and
+ * event_base_free() cancels it instead, which leaks the bufferevent.
+ */
+void
+worker_drain_base(struct event_base *base)
+{
+	int	 i;
+
+	for (i = 0; i < 4; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
 }
 
 /*

@@ -47,12 +47,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A port the kernel says is free on host."""
+    """A port the kernel says is free on host, never one this process was
+    given before (the kernel may hand the same free port out twice)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise AssertionError("no fresh free port on %s" % host)
 
 
 def free_port_both():

@@ -148,26 +148,40 @@ def wait_fds(pid, want, timeout=20.0):
     return n
 
 
-class Drain:
-    """Read acceptd's sd_notify messages all along (a reader that never
-    reads would block it once the datagram queue is full, which systemd
-    never lets happen)."""
+class Keeper:
+    """While the load runs: read acceptd's sd_notify messages (a reader
+    that never reads would block it once the datagram queue is full, which
+    systemd never lets happen), and keep the held connection busy (the
+    echo backend gives up on a connection silent for 60 s)."""
 
-    def __init__(self, p):
+    def __init__(self, p, held):
         self.p = p
+        self.held = held
+        self.errors = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
+        last = time.monotonic()
         while not self.stop.is_set():
             self.p.read_notify()
             del self.p.notices[:]
+            if time.monotonic() - last >= 5.0:
+                last = time.monotonic()
+                try:
+                    self.held.sendall(b"ping")
+                    assert peers.recv_exact(self.held, 4) == b"ping"
+                except (OSError, AssertionError) as e:
+                    self.errors.append("held connection: %r" % e)
+                    return
             self.stop.wait(0.2)
 
     def close(self):
+        """Stop; the held connection is the caller's again."""
         self.stop.set()
-        self.thread.join(5)
+        self.thread.join(15)
+        assert not self.errors, self.errors
 
 
 def settle_fds(pid, timeout=10.0):
@@ -201,14 +215,13 @@ def test_mixed_short_connections_leave_nothing_behind(acceptd, backends):
              "backends": [backend]}
         l.update(opts)
         listeners.append(l)
-    p = acceptd.start(listeners, log_level="warning",
+    p = acceptd.start(listeners, log_level="notice",
                       log_connections="none")
-    drain = Drain(p)
-
     # The one connection the "cap" listener allows, held all along.
     held = open_to(addrs["cap"])
     held.sendall(b"held")
     assert peers.recv_exact(held, 4) == b"held"
+    keeper = Keeper(p, held)
 
     try:
         # Warm up (every path once allocates what it keeps), then idle.
@@ -237,8 +250,9 @@ def test_mixed_short_connections_leave_nothing_behind(acceptd, backends):
 
         # Still serving, the held connection included.
         served(addrs["echo"])
+        keeper.close()
         held.sendall(b"more")
         assert peers.recv_exact(held, 4) == b"more"
     finally:
+        keeper.stop.set()
         held.close()
-        drain.close()

@@ -29,6 +29,9 @@ import test_leaks  # noqa: E402
 SAMPLE_EVERY = 5.0
 RELOAD_EVERY = 3.0
 BATCH = 700                 # connections between two looks at the clock
+# A steady load, not a benchmark: connections a second, at most (it also
+# keeps the loopback's TIME_WAIT sockets well below its port range).
+RATE = 1500
 RSS_GROWTH_KB = 8 * 1024
 
 
@@ -88,15 +91,15 @@ def main():
     workdir = tempfile.mkdtemp(prefix="acceptd-soak-")
     p = conftest.Acceptd(workdir, workdir, config(addrs, backends, 0))
     held = None
-    drain = None
+    keeper = None
     problems = []
     samples = []
     try:
         p.wait_ready()
-        drain = test_leaks.Drain(p)
         held = test_leaks.open_to(addrs["cap"])
         held.sendall(b"held")
         assert peers.recv_exact(held, 4) == b"held"
+        keeper = test_leaks.Keeper(p, held)
         test_leaks.Load(addrs).run(7 * 20, time.monotonic() + 60)
         base_fds = test_leaks.settle_fds(p.pid)
 
@@ -132,6 +135,9 @@ def main():
                 next_reload += RELOAD_EVERY
             load.run(BATCH, now + 60)
             conns += BATCH
+            ahead = conns / RATE - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(min(ahead, max(0.0, end - time.monotonic())))
             load.done = {k: 0 for k in load.done}
             if p.proc.poll() is not None:
                 problems.append("acceptd exited with %d" % p.proc.returncode)
@@ -153,6 +159,7 @@ def main():
                             % (turn, reloads_done(p)))
         if "reload failed" in p.text():
             problems.append("a reload failed")
+        keeper.close()
         held.sendall(b"more")
         if peers.recv_exact(held, 4) != b"more":
             problems.append("the held connection stopped relaying")
@@ -161,8 +168,8 @@ def main():
     finally:
         if held is not None:
             held.close()
-        if drain is not None:
-            drain.close()
+        if keeper is not None:
+            keeper.stop.set()
         rc = p.stop() if p.proc.poll() is None else p.proc.returncode
         if rc != 0:
             problems.append("acceptd exited with %d" % rc)
