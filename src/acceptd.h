@@ -216,6 +216,8 @@ int	 address_equal(const struct address *, const struct address *);
 int	 parse_cidr(const char *, struct cidr *, char **);
 void	 cidr_free(struct cidr *);
 int	 cidr_match(const struct cidr *, const struct sockaddr *);
+int	 sockaddr_equal(const struct sockaddr *, socklen_t,
+	     const struct sockaddr *, socklen_t);
 const char *format_duration(long long, char *, size_t);
 const char *format_size(long long, char *, size_t);
 const char *format_sockaddr(const struct sockaddr *, socklen_t, char *, size_t);

@@ -46,8 +46,6 @@ static struct activation_stored	*activation_store_v;
 static size_t			 activation_store_n;
 
 static int	 activation_is_unit_name(const char *);
-static int	 activation_same_address(const struct sockaddr *, socklen_t,
-		     const struct sockaddr *, socklen_t);
 static int	 activation_match(const struct activation_fd *,
 		     const struct sockaddr *, socklen_t);
 static void	 activation_close(struct activation_fd *);
@@ -146,50 +144,12 @@ activation_init(const struct config *conf, char **cause)
 	return (0);
 }
 
-/* Do two socket addresses name the same listening place? */
-static int
-activation_same_address(const struct sockaddr *a, socklen_t alen,
-    const struct sockaddr *b, socklen_t blen)
-{
-	const struct sockaddr_in	*a4, *b4;
-	const struct sockaddr_in6	*a6, *b6;
-	const struct sockaddr_un	*au, *bu;
-	size_t				 off = offsetof(struct sockaddr_un,
-					     sun_path);
-
-	if (alen == 0 || blen == 0 || a->sa_family != b->sa_family)
-		return (0);
-	switch (a->sa_family) {
-	case AF_INET:
-		a4 = (const struct sockaddr_in *)a;
-		b4 = (const struct sockaddr_in *)b;
-		return (a4->sin_port == b4->sin_port &&
-		    a4->sin_addr.s_addr == b4->sin_addr.s_addr);
-	case AF_INET6:
-		a6 = (const struct sockaddr_in6 *)a;
-		b6 = (const struct sockaddr_in6 *)b;
-		return (a6->sin6_port == b6->sin6_port &&
-		    a6->sin6_scope_id == b6->sin6_scope_id &&
-		    memcmp(&a6->sin6_addr, &b6->sin6_addr,
-		    sizeof a6->sin6_addr) == 0);
-	case AF_UNIX:
-		/* getsockname may or may not count the final NUL. */
-		au = (const struct sockaddr_un *)a;
-		bu = (const struct sockaddr_un *)b;
-		if (alen <= off || blen <= off)
-			return (0);
-		return (strncmp(au->sun_path, bu->sun_path,
-		    sizeof au->sun_path) == 0 && au->sun_path[0] != '\0');
-	}
-	return (0);
-}
-
 /* Is this handed-over socket bound to that address? */
 static int
 activation_match(const struct activation_fd *a, const struct sockaddr *sa,
     socklen_t salen)
 {
-	return (a->fd != -1 && activation_same_address(
+	return (a->fd != -1 && sockaddr_equal(
 	    (const struct sockaddr *)&a->ss, a->sslen, sa, salen));
 }
 

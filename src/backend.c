@@ -94,31 +94,8 @@ static int
 backend_same_address(const struct sockaddr_storage *a,
     const struct sockaddr_storage *b)
 {
-	const struct sockaddr_in	*a4, *b4;
-	const struct sockaddr_in6	*a6, *b6;
-	const struct sockaddr_un	*au, *bu;
-
-	if (a->ss_family != b->ss_family)
-		return (0);
-	switch (a->ss_family) {
-	case AF_INET:
-		a4 = (const struct sockaddr_in *)a;
-		b4 = (const struct sockaddr_in *)b;
-		return (a4->sin_port == b4->sin_port &&
-		    a4->sin_addr.s_addr == b4->sin_addr.s_addr);
-	case AF_INET6:
-		a6 = (const struct sockaddr_in6 *)a;
-		b6 = (const struct sockaddr_in6 *)b;
-		return (a6->sin6_port == b6->sin6_port &&
-		    a6->sin6_scope_id == b6->sin6_scope_id &&
-		    memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) == 0);
-	case AF_UNIX:
-		au = (const struct sockaddr_un *)a;
-		bu = (const struct sockaddr_un *)b;
-		return (strncmp(au->sun_path, bu->sun_path,
-		    sizeof au->sun_path) == 0);
-	}
-	return (0);
+	return (sockaddr_equal((const struct sockaddr *)a, sizeof *a,
+	    (const struct sockaddr *)b, sizeof *b));
 }
 
 /* Make an endpoint for an address of a backends entry; NULL: no memory. */

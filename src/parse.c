@@ -705,3 +705,44 @@ format_sockaddr(const struct sockaddr *sa, socklen_t salen, char *buf,
 	snprintf(buf, len, "unknown");
 	return (buf);
 }
+
+/*
+ * Do two socket addresses name the same endpoint? Unix addresses compare
+ * by path (getsockname may or may not count the final NUL); an unnamed
+ * unix socket equals nothing.
+ */
+int
+sockaddr_equal(const struct sockaddr *a, socklen_t alen,
+    const struct sockaddr *b, socklen_t blen)
+{
+	const struct sockaddr_in	*a4, *b4;
+	const struct sockaddr_in6	*a6, *b6;
+	const struct sockaddr_un	*au, *bu;
+	size_t				 off = offsetof(struct sockaddr_un,
+					     sun_path);
+
+	if (alen == 0 || blen == 0 || a->sa_family != b->sa_family)
+		return (0);
+	switch (a->sa_family) {
+	case AF_INET:
+		a4 = (const struct sockaddr_in *)a;
+		b4 = (const struct sockaddr_in *)b;
+		return (a4->sin_port == b4->sin_port &&
+		    a4->sin_addr.s_addr == b4->sin_addr.s_addr);
+	case AF_INET6:
+		a6 = (const struct sockaddr_in6 *)a;
+		b6 = (const struct sockaddr_in6 *)b;
+		return (a6->sin6_port == b6->sin6_port &&
+		    a6->sin6_scope_id == b6->sin6_scope_id &&
+		    memcmp(&a6->sin6_addr, &b6->sin6_addr,
+		    sizeof a6->sin6_addr) == 0);
+	case AF_UNIX:
+		au = (const struct sockaddr_un *)a;
+		bu = (const struct sockaddr_un *)b;
+		if (alen <= off || blen <= off)
+			return (0);
+		return (strncmp(au->sun_path, bu->sun_path,
+		    sizeof au->sun_path) == 0 && au->sun_path[0] != '\0');
+	}
+	return (0);
+}

@@ -770,6 +770,65 @@ test_format_sockaddr_every_family(void **state)
 	    sizeof sin, buf, 8), "203.0.1");
 }
 
+/* sockaddr_equal: family, port, address; unix by path, unnamed never. */
+static void
+test_sockaddr_equal_endpoints(void **state)
+{
+	struct sockaddr_in	 a4, b4;
+	struct sockaddr_in6	 a6, b6;
+	struct sockaddr_un	 au, bu;
+	socklen_t		 off = offsetof(struct sockaddr_un, sun_path);
+
+	memset(&a4, 0, sizeof a4);
+	a4.sin_family = AF_INET;
+	a4.sin_port = htons(80);
+	inet_pton(AF_INET, "127.0.0.1", &a4.sin_addr);
+	b4 = a4;
+	assert_true(sockaddr_equal((struct sockaddr *)&a4, sizeof a4,
+	    (struct sockaddr *)&b4, sizeof b4));
+	b4.sin_port = htons(81);
+	assert_false(sockaddr_equal((struct sockaddr *)&a4, sizeof a4,
+	    (struct sockaddr *)&b4, sizeof b4));
+	b4.sin_port = htons(80);
+	inet_pton(AF_INET, "127.0.0.2", &b4.sin_addr);
+	assert_false(sockaddr_equal((struct sockaddr *)&a4, sizeof a4,
+	    (struct sockaddr *)&b4, sizeof b4));
+	assert_false(sockaddr_equal((struct sockaddr *)&a4, 0,
+	    (struct sockaddr *)&a4, sizeof a4));
+
+	memset(&a6, 0, sizeof a6);
+	a6.sin6_family = AF_INET6;
+	a6.sin6_port = htons(80);
+	inet_pton(AF_INET6, "::1", &a6.sin6_addr);
+	b6 = a6;
+	assert_true(sockaddr_equal((struct sockaddr *)&a6, sizeof a6,
+	    (struct sockaddr *)&b6, sizeof b6));
+	b6.sin6_scope_id = 2;
+	assert_false(sockaddr_equal((struct sockaddr *)&a6, sizeof a6,
+	    (struct sockaddr *)&b6, sizeof b6));
+	assert_false(sockaddr_equal((struct sockaddr *)&a4, sizeof a4,
+	    (struct sockaddr *)&a6, sizeof a6));
+
+	memset(&au, 0, sizeof au);
+	au.sun_family = AF_UNIX;
+	strcpy(au.sun_path, "/run/x.sock");
+	bu = au;
+	/* With and without the final NUL counted. */
+	assert_true(sockaddr_equal((struct sockaddr *)&au,
+	    off + strlen(au.sun_path) + 1, (struct sockaddr *)&bu,
+	    off + strlen(bu.sun_path)));
+	strcpy(bu.sun_path, "/run/y.sock");
+	assert_false(sockaddr_equal((struct sockaddr *)&au, sizeof au,
+	    (struct sockaddr *)&bu, sizeof bu));
+	/* Unnamed sockets are never the same place. */
+	memset(au.sun_path, 0, sizeof au.sun_path);
+	bu = au;
+	assert_false(sockaddr_equal((struct sockaddr *)&au, off,
+	    (struct sockaddr *)&bu, off));
+	assert_false(sockaddr_equal((struct sockaddr *)&au, sizeof au,
+	    (struct sockaddr *)&bu, sizeof bu));
+}
+
 int
 main(void)
 {
@@ -789,7 +848,8 @@ main(void)
 		cmocka_unit_test(test_cidr_match_prefixes_and_families),
 		cmocka_unit_test(test_format_duration_is_exact_and_parses_back),
 		cmocka_unit_test(test_format_size_is_exact_and_parses_back),
-		cmocka_unit_test(test_format_sockaddr_every_family)
+		cmocka_unit_test(test_format_sockaddr_every_family),
+		cmocka_unit_test(test_sockaddr_equal_endpoints)
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
