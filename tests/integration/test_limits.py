@@ -148,7 +148,14 @@ def test_out_of_descriptors_backs_off_and_recovers(acceptd, backends):
         n = len(readable(clients, 1))
         assert allowed <= n < 64, n
         assert p.text().count("pausing accepts") == 1, p.text()
-        assert not ends(p, "limit") and not ends(p, "error")
+        assert not ends(p, "limit")
+        # One loop keeps a spare descriptor for the backend socket of the
+        # client it accepted last. With several workers, sockets opened
+        # on other threads at the same instant can take the last free
+        # descriptor first, so a client may end with end=error there; the
+        # rest (no spinning, alive, serving again) holds for both.
+        if WORKERS == 1:
+            assert not ends(p, "error")
     finally:
         for s in clients:
             s.close()
