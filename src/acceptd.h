@@ -714,6 +714,7 @@ struct stats_snapshot {
 	size_t			 nworkers;
 	int			 oom;
 };
+long long stats_now_ms(void);
 long long stats_now_us(void);
 void	 stats_init(void);
 void	 stats_shutdown(void);

@@ -52,7 +52,6 @@ struct backend_name {
 static pthread_mutex_t	 backend_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long backend_next_id;
 
-static long long backend_now_ms(void);
 static long long backend_realtime_ms(void);
 static int	 backend_same_address(const struct sockaddr_storage *,
 		     const struct sockaddr_storage *);
@@ -78,16 +77,6 @@ static int	 backend_pick(struct backend_pool *, struct backend_set *,
 		     const uint64_t *);
 static void	 backend_pool_resolve_timer(evutil_socket_t, short, void *);
 static void	 backend_pool_resolved(void *, int);
-
-/* Milliseconds on the monotonic clock. */
-static long long
-backend_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /* Are two socket addresses the same endpoint? */
 static int
@@ -649,7 +638,7 @@ backend_pool_choose(struct backend_pool *pool, const struct sockaddr *client,
 	struct backend_set	*set;
 	struct backend		*b = NULL;
 	uint64_t		 key;
-	long long		 now = backend_now_ms();
+	long long		 now = stats_now_ms();
 	size_t			 i;
 	int			 backup, pick, has_key = 0;
 
@@ -735,7 +724,7 @@ backend_failed(struct backend *b, int err, int timedout, const void *owner)
 	}
 	if (backoff != 0) {
 		b->backoff_ms = backoff;
-		b->retry_ms = backend_now_ms() + backoff;
+		b->retry_ms = stats_now_ms() + backoff;
 	}
 	changed = backend_update_up(b);
 	pthread_mutex_unlock(&backend_lock);

@@ -33,22 +33,11 @@ struct health_probe {
 	long long		 start_ms;	/* of the last check */
 };
 
-static long long health_now_ms(void);
 static long long health_random(long long);
 static void	 health_schedule(struct health_probe *, long long);
 static void	 health_run(evutil_socket_t, short, void *);
 static void	 health_connect_done(evutil_socket_t, short, void *);
 static void	 health_finish(struct health_probe *, int, int, const char *);
-
-/* Milliseconds on the monotonic clock. */
-static long long
-health_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /* A random number of milliseconds in [0, n). */
 static long long
@@ -135,7 +124,7 @@ health_run(evutil_socket_t timer_fd, short events, void *arg)
 	struct timeval		 tv;
 	int			 fd, err;
 
-	p->start_ms = health_now_ms();
+	p->start_ms = stats_now_ms();
 	fd = socket(b->ss.ss_family, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC,
 	    0);
 	if (fd == -1) {
@@ -210,5 +199,5 @@ health_finish(struct health_probe *p, int ok, int local, const char *why)
 	else
 		backend_check_done(p->pool, p->b, ok, why);
 	next = p->start_ms + interval - health_random(interval / 10 + 1);
-	health_schedule(p, next - health_now_ms());
+	health_schedule(p, next - stats_now_ms());
 }

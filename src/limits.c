@@ -44,20 +44,9 @@ static long long	 limits_log_start;	/* window start, ms */
 static int		 limits_log_lines;
 static unsigned long long limits_log_suppressed;
 
-static long long limits_now_ms(void);
 static long long limits_fds_in_use(void);
 static void	 limits_log_flush(evutil_socket_t, short, void *);
 static void	 limits_log_suppressed_line(unsigned long long);
-
-/* Milliseconds on the monotonic clock. */
-static long long
-limits_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /*
  * The counts of the listener with this name, created on first use; a new
@@ -295,7 +284,7 @@ limits_log_refused(void)
 	long long		 now, left;
 	int			 ok = 1;
 
-	now = limits_now_ms();
+	now = stats_now_ms();
 	pthread_mutex_lock(&limits_log_lock);
 	if (limits_log_start != 0 &&
 	    now - limits_log_start >= LIMITS_LOG_WINDOW_MS) {

@@ -75,7 +75,6 @@ struct metrics {
 	const struct stats_source *src;
 };
 
-static long long metrics_now_ms(void);
 static int	 metrics_bind(struct metrics *, const struct sockaddr *,
 		     socklen_t, const char *, char **);
 static struct bufferevent *metrics_new_bev(struct event_base *, void *);
@@ -105,16 +104,6 @@ static void	 metrics_per_backend(struct evbuffer *,
 		     const char *, size_t, int);
 static void	 metrics_write_backends(struct evbuffer *,
 		     const struct stats_snapshot *);
-
-/* Milliseconds on the monotonic clock. */
-static long long
-metrics_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /*
  * Serve metrics at address ("HOST:PORT", "[V6]:PORT" or "*:PORT") on the
@@ -294,7 +283,7 @@ metrics_new_bev(struct event_base *base, void *arg)
 		return (NULL);
 	}
 	mc->m = m;
-	mc->accepted_ms = metrics_now_ms();
+	mc->accepted_ms = stats_now_ms();
 	TAILQ_INSERT_TAIL(&m->conns, mc, entry);
 	m->nconns++;
 	metrics_accepting(m);
@@ -364,7 +353,7 @@ metrics_accepting(struct metrics *m)
 		else
 			evconnlistener_enable(m->evl[i]);
 	}
-	now = metrics_now_ms();
+	now = stats_now_ms();
 	if (full && (m->paused_logged == 0 ||
 	    now - m->paused_logged >= METRICS_LOG_SEC * 1000)) {
 		log_info("metrics: %d scrape connections open: not accepting "
@@ -384,7 +373,7 @@ metrics_sweep(evutil_socket_t fd, short events, void *arg)
 	struct metrics_conn	*mc, *next;
 	long long		 limit;
 
-	limit = metrics_now_ms() - (METRICS_TIMEOUT_SEC + 2) * 1000;
+	limit = stats_now_ms() - (METRICS_TIMEOUT_SEC + 2) * 1000;
 	for (mc = TAILQ_FIRST(&m->conns); mc != NULL; mc = next) {
 		next = TAILQ_NEXT(mc, entry);
 		if (mc->evcon == NULL && mc->accepted_ms < limit)

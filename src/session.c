@@ -88,7 +88,6 @@ static const char *session_end_names[END_MAX] = {
 /* Connection ids: shared by every worker, never reused. */
 static unsigned long long session_next_id;
 
-static long long session_now_ms(void);
 static const char *session_state_name(const struct session *);
 static enum end_reason session_admit(struct session *, int);
 static void	 session_start(struct session *);
@@ -131,16 +130,6 @@ session_end_name(enum end_reason why)
 	return (session_end_names[why]);
 }
 
-/* Milliseconds on the monotonic clock. */
-static long long
-session_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 /*
  * Start a session for an accepted client and connect it to a backend, or
  * first read its PROXY header (accept_proxy). The connection slot that
@@ -173,7 +162,7 @@ session_accept(struct worker *w, struct config *conf,
 	s->limits = limits_ref(lim);
 	s->first_fin = -1;
 	s->state = SESSION_CONNECTING;
-	s->start_ms = s->last_ms = session_now_ms();
+	s->start_ms = s->last_ms = stats_now_ms();
 	if (salen > sizeof s->client_ss)
 		salen = sizeof s->client_ss;
 	memcpy(&s->client_ss, sa, salen);
@@ -418,7 +407,7 @@ session_connected(struct session *s)
 	}
 	if (s->conf->log_connections == LOG_CONNS_ALL)
 		session_log_connect(s);
-	s->last_ms = session_now_ms();
+	s->last_ms = stats_now_ms();
 	if (s->lc->send_proxy != SEND_PROXY_NONE &&
 	    session_send_proxy(s) == -1) {
 		session_close(s, END_ERROR);
@@ -470,7 +459,7 @@ session_relay(struct session *s, struct session_end *from,
 		stats_bytes(s->stats, n, 0);
 	else
 		stats_bytes(s->stats, 0, n);
-	s->last_ms = session_now_ms();
+	s->last_ms = stats_now_ms();
 	if (!from->paused && !from->eof &&
 	    evbuffer_get_length(out) >= s->lc->buffer_size) {
 		bufferevent_disable(from->bev, EV_READ);
@@ -511,7 +500,7 @@ session_drained(struct session *s, struct session_end *from,
 	if (s->state != SESSION_RELAYING)
 		return;
 	len = evbuffer_get_length(bufferevent_get_output(to->bev));
-	s->last_ms = session_now_ms();
+	s->last_ms = stats_now_ms();
 	if (from->paused && len <= s->lc->buffer_size / 2) {
 		from->paused = 0;
 		if (bufferevent_enable(from->bev, EV_READ) == -1) {
@@ -624,7 +613,7 @@ session_timer_arm(struct session *s)
 		evtimer_del(s->timer);
 		return;
 	}
-	left = s->last_ms + t - session_now_ms();
+	left = s->last_ms + t - stats_now_ms();
 	if (left < 0)
 		left = 0;
 	tv.tv_sec = left / 1000;
@@ -649,7 +638,7 @@ session_timer(evutil_socket_t fd, short events, void *arg)
 	}
 	if ((t = session_timeout(s, &why)) == 0)
 		return;
-	if (session_now_ms() - s->last_ms >= t) {
+	if (stats_now_ms() - s->last_ms >= t) {
 		session_close(s, why);
 		return;
 	}
@@ -739,7 +728,7 @@ session_log_connect(struct session *s)
 	char		 line[1024], client[256], cq[300], bq[300];
 	char		 f_l[128], f_c[300], f_b[300], f_t[64], f_id[64];
 	const char	*fields[5];
-	long long	 ms = session_now_ms() - s->start_ms;
+	long long	 ms = stats_now_ms() - s->start_ms;
 
 	format_sockaddr((struct sockaddr *)&s->client_ss, s->client_sslen,
 	    client, sizeof client);
@@ -771,7 +760,7 @@ session_log_close(struct session *s, enum end_reason why,
 	char		 f_l[128], f_c[300], f_b[300], f_e[64], f_i[64];
 	char		 f_o[64], f_d[64], f_id[64];
 	const char	*fields[8], *backend = "-", *end;
-	long long	 ms = session_now_ms() - s->start_ms;
+	long long	 ms = stats_now_ms() - s->start_ms;
 
 	if (s->state == SESSION_RELAYING)
 		backend = s->chosen->text;
@@ -937,7 +926,7 @@ session_walk_copy(struct worker *w, void *arg)
 	struct session		*s;
 	struct evbuffer		*buf;
 	size_t			 n = 0, pending;
-	long long		 now = session_now_ms();
+	long long		 now = stats_now_ms();
 
 	TAILQ_FOREACH(s, &w->sessions, entry)
 		n++;

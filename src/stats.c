@@ -74,6 +74,13 @@ stats_realtime_ms(void)
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+/* Milliseconds on the monotonic clock, for timers and back-offs. */
+long long
+stats_now_ms(void)
+{
+	return (stats_now_us() / 1000);
+}
+
 /* Microseconds on the monotonic clock, for connect durations. */
 long long
 stats_now_us(void)
