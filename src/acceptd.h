@@ -350,7 +350,7 @@ int	 limits_full(const struct limits *, const struct listener_conf *);
 long long limits_active_count(void);
 long long limits_cap(void);
 long long limits_allowed(const struct config *, unsigned long long *,
-	     long long *, long long *);
+	     long long *, long long *, long long *);
 void	 limits_configure(const struct config *);
 int	 limits_source_take(struct limits *, const struct sockaddr *,
 	     long long);
@@ -424,6 +424,41 @@ int	 activation_take(const char *, const struct sockaddr *, socklen_t,
 int	 activation_finish(char **);
 void	 activation_store(struct listener_list *);
 void	 activation_free(void);
+
+/* relay.c */
+#define RELAY_PIPES_MAX		32	/* per worker, whatever the limit */
+#define RELAY_READS_MAX		4	/* reads per wake-up, for fairness */
+#define RELAY_SLACK		128	/* room for a PROXY header in front */
+#define RELAY_BULK		16384	/* a read this big: splice from now */
+#define RELAY_BULK_END		4096	/* a splice this small: copy again */
+/* Bytes in flight one way: in a buffer or in a pipe, never both. */
+struct relay_dir {
+	char			*buf;		/* NULL when empty */
+	size_t			 bufcap;
+	size_t			 off;
+	size_t			 len;
+	int			 pipe[2];	/* -1: none */
+	size_t			 inpipe;
+	unsigned long long	 nin;		/* read from the source */
+	unsigned long long	 nout;		/* written to the sink */
+	int			 nosplice;	/* splice refused: copy */
+	int			 bulk;		/* big reads: splice them */
+};
+struct relay_pool;
+struct relay_pool *relay_pool_new(void);
+void	 relay_pool_free(struct relay_pool *);
+long long relay_pipe_fds_open(void);
+void	 relay_set_pipes_max(int);
+void	 relay_dir_init(struct relay_dir *);
+size_t	 relay_dir_pending(const struct relay_dir *);
+size_t	 relay_dir_room(const struct relay_dir *, size_t);
+ssize_t	 relay_dir_read(struct relay_pool *, struct relay_dir *, int, size_t,
+	     size_t, int);
+ssize_t	 relay_dir_write(struct relay_dir *, int);
+int	 relay_dir_prepend(struct relay_pool *, struct relay_dir *,
+	     const void *, size_t, size_t);
+void	 relay_dir_idle(struct relay_pool *, struct relay_dir *);
+void	 relay_dir_free(struct relay_pool *, struct relay_dir *);
 
 /* session.c */
 enum end_reason {
@@ -588,6 +623,7 @@ struct worker {
 	size_t			 index;
 	struct worker_thread	*thread;	/* NULL: on the main loop */
 	struct event		*heartbeat;
+	struct relay_pool	*relay;		/* its buffers and pipes */
 };
 /* Every worker of the daemon. */
 struct workers {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -332,6 +333,7 @@ static void	 config_dump_key(FILE *, const char *,
 static void	 config_dump_listener(FILE *, const struct listener_conf *);
 static int	 config_write_all(int, const char *, size_t);
 static __dead void config_child(const char *, int);
+static void	 config_close_from(int);
 static void	 config_report_add(struct config_report *, const char *,
 		     size_t);
 static int	 config_child_collect(pid_t, int, int, struct config_report *,
@@ -2319,6 +2321,20 @@ config_child(const char *path, int fd)
 	_exit(failed ? 1 : 0);
 }
 
+/* Close every descriptor from fd on. */
+static void
+config_close_from(int fd)
+{
+	long	 max, i;
+
+	if (syscall(SYS_close_range, (unsigned int)fd, ~0U, 0) == 0)
+		return;
+	if ((max = sysconf(_SC_OPEN_MAX)) < 0 || max > 65536)
+		max = 65536;
+	for (i = fd; i < max; i++)
+		close((int)i);
+}
+
 /* Append to a report, up to CONFIG_CHILD_MAX_REPORT bytes. */
 static void
 config_report_add(struct config_report *r, const char *buf, size_t len)
@@ -2433,11 +2449,15 @@ config_check_in_child(const char *path, struct causes *errs)
 		return (-1);
 	}
 	if (pid == 0) {
-		close(outp[0]);
-		close(errp[0]);
-		if (dup2(errp[1], STDERR_FILENO) == -1)
+		/*
+		 * Keep only the two pipes: a copy of a connection's socket
+		 * held here would delay the FIN of its close in the parent.
+		 */
+		if (dup2(errp[1], STDERR_FILENO) == -1 ||
+		    dup2(outp[1], STDERR_FILENO + 1) == -1)
 			_exit(1);
-		config_child(path, outp[1]);
+		config_close_from(STDERR_FILENO + 2);
+		config_child(path, STDERR_FILENO + 1);
 	}
 	close(outp[1]);
 	close(errp[1]);

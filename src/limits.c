@@ -25,6 +25,8 @@
 #define LIMITS_FD_RESERVE	16
 /* More kept free for the clients of each control or metrics socket. */
 #define LIMITS_FD_PER_SERVICE	8
+/* With splice, a worker's pipes take at most 1/64 of the limit. */
+#define LIMITS_FD_PER_PIPE_SHARE	64
 /* Descriptors each connection needs: the client and its backend. */
 #define LIMITS_FD_PER_CONN	2
 /* Lines of denied and limit closes logged per window; then counted. */
@@ -169,16 +171,20 @@ limits_fds_in_use(void)
  * How many connections the descriptor limit allows: what is left of
  * RLIMIT_NOFILE once the descriptors already open (listening sockets,
  * event loop, log, control and metrics sockets) and a reserve for those
- * opened later (DNS, health checks, reload, control and metrics clients)
- * are set aside, two per connection; at least 1.
+ * opened later (DNS, health checks, reload, control and metrics clients,
+ * and with splice the pipes each worker may open) are set aside, two per
+ * connection; at least 1. *pipes is how many pipes each worker may hold
+ * open: 1/64 of the limit over the workers, 1 to RELAY_PIPES_MAX; 0
+ * when no listener splices.
  */
 long long
 limits_allowed(const struct config *conf, unsigned long long *nofile,
-    long long *in_use, long long *reserve)
+    long long *in_use, long long *reserve, long long *pipes)
 {
 	struct rlimit	 rl;
 	size_t		 i;
-	long long	 n;
+	long long	 n, nworkers;
+	int		 splice = 0;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
 		rl.rlim_cur = 1024 * 1024;
@@ -186,8 +192,10 @@ limits_allowed(const struct config *conf, unsigned long long *nofile,
 	if ((*in_use = limits_fds_in_use()) == -1)
 		*in_use = 16 + (long long)conf->nlisteners * 2;
 	else {
-		/* On a reload, open connections are not "other users". */
+		/* On a reload, open connections are not "other users", and
+		 * open pipes are counted in the reserve below. */
 		*in_use -= LIMITS_FD_PER_CONN * limits_active_count();
+		*in_use -= relay_pipe_fds_open();
 		if (*in_use < 3)
 			*in_use = 3;
 	}
@@ -199,6 +207,19 @@ limits_allowed(const struct config *conf, unsigned long long *nofile,
 	for (i = 0; i < conf->nlisteners; i++) {
 		if (conf->listeners[i].health.enabled)
 			*reserve += (long long)conf->listeners[i].nbackends;
+		if (conf->listeners[i].splice)
+			splice = 1;
+	}
+	/* Pipes are taken only while bytes are in flight, at most this many. */
+	*pipes = 0;
+	if (splice) {
+		nworkers = (long long)workers_count(conf);
+		*pipes = (long long)*nofile / LIMITS_FD_PER_PIPE_SHARE / nworkers;
+		if (*pipes > RELAY_PIPES_MAX)
+			*pipes = RELAY_PIPES_MAX;
+		if (*pipes < 1)
+			*pipes = 1;
+		*reserve += 2 * *pipes * nworkers;
 	}
 	n = ((long long)*nofile - *in_use - *reserve) / LIMITS_FD_PER_CONN;
 	return (n < 1 ? 1 : n);
@@ -214,9 +235,11 @@ void
 limits_configure(const struct config *conf)
 {
 	unsigned long long	 nofile;
-	long long		 allowed, in_use, reserve, cap;
+	long long		 allowed, in_use, reserve, cap, pipes;
 
-	allowed = limits_allowed(conf, &nofile, &in_use, &reserve);
+	allowed = limits_allowed(conf, &nofile, &in_use, &reserve, &pipes);
+	if (pipes > 0)
+		relay_set_pipes_max((int)pipes);
 	cap = conf->max_connections;
 	if (cap == 0)
 		cap = allowed;

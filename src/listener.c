@@ -44,6 +44,8 @@ static int	 listener_same_options(const struct listener *,
 static int	 listener_socket(const struct listener_conf *,
 		     const struct sockaddr *, socklen_t);
 static int	 listener_setopt(int, int, int, int);
+static void	 listener_tcp_options(struct listener *,
+		     const struct listener_conf *);
 static int	 listener_have_ipv6(void);
 static int	 listener_unix_stale(const struct sockaddr *, socklen_t);
 static void	 listener_accept(struct evconnlistener *, evutil_socket_t,
@@ -196,6 +198,7 @@ listener_open_one(struct listener_list *head, struct listener_list *running,
 	l->fresh = 1;
 	if (listener_wrap(l, base, fd) == -1)
 		goto fail;
+	listener_tcp_options(l, lc);
 	if ((l->backoff = evtimer_new(base, listener_backoff_end, l)) == NULL)
 		goto fail;
 	TAILQ_INSERT_TAIL(head, l, entry);
@@ -229,6 +232,22 @@ listener_wrap(struct listener *l, struct event_base *base, int fd)
 	}
 	evconnlistener_set_error_cb(l->evl, listener_error);
 	return (0);
+}
+
+/*
+ * nodelay and keepalive go on the listening socket: accepted sockets
+ * inherit them, which saves two system calls per connection.
+ */
+static void
+listener_tcp_options(struct listener *l, const struct listener_conf *lc)
+{
+	int	 fd;
+
+	if (l->family == AF_UNIX || l->evl == NULL)
+		return;
+	fd = evconnlistener_get_fd(l->evl);
+	listener_setopt(fd, IPPROTO_TCP, TCP_NODELAY, lc->nodelay);
+	listener_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, lc->keepalive);
 }
 
 /* Is this listener's socket bound to that address? */
@@ -305,6 +324,8 @@ listener_reload_commit(struct listener_list *next,
 		listener_free(l);
 	}
 	TAILQ_FOREACH(l, next, entry) {
+		if (!l->fresh)
+			listener_tcp_options(l, l->next_lc);
 		if (!l->fresh && l->backlog != l->next_lc->backlog) {
 			fd = evconnlistener_get_fd(l->evl);
 			if (listen(fd, l->next_lc->backlog) == -1) {
@@ -573,12 +594,6 @@ listener_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	struct listener		*l = arg;
 	const struct listener_conf *lc = l->lc;
 
-	if (l->family != AF_UNIX) {
-		if (lc->nodelay)
-			listener_setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-		if (lc->keepalive)
-			listener_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
-	}
 	/* Counted here, before any hand-over: the session releases it. */
 	limits_open(l->limits);
 	workers_accept(l->workers, l->conf, lc, l->pool, l->limits, fd, sa,

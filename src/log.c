@@ -6,6 +6,7 @@
  */
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -28,6 +29,9 @@
 
 /* Lines waiting for the writer thread; beyond this they are dropped. */
 #define LOG_QUEUE_LINES		8192
+/* Lines the writer takes at once, and how long it lets them gather. */
+#define LOG_BATCH_LINES		64
+#define LOG_BATCH_GATHER_NS	1000000
 /* Most fields of a structured connection entry, MESSAGE= included. */
 #define LOG_JOURNAL_FIELDS	32
 
@@ -73,6 +77,7 @@ static void	 log_output(struct log_line *);
 static void	 log_vlog(enum log_level, int, const char *, va_list)
 		     printflike(3, 0);
 static void	*log_writer(void *);
+static size_t	 log_output_batch(struct log_line *, size_t, size_t);
 
 /* Is stderr the journal's stream ($JOURNAL_STREAM is "dev:inode")? */
 static int
@@ -175,24 +180,43 @@ log_write_all(const char *buf, size_t len)
 static void
 log_emit(enum log_level level, const char *msg, int sync)
 {
-	struct log_line	 ll;
-	char		 stamp[64], *line;
-	struct timespec	 ts;
-	struct tm	 tm;
-	int		 len;
+	/* The date and time change once a second: format them then. */
+	static __thread char	 stamp[64];
+	static __thread time_t	 stamp_sec = -1;
+	struct log_line		 ll;
+	char			*line;
+	struct timespec		 ts;
+	struct tm		 tm;
+	int			 len;
+
+	char			 head[160];
+	size_t			 hlen, mlen;
 
 	if (log_to_journal)
-		len = asprintf(&line, "%s%s\n", log_prefixes[level], msg);
+		len = snprintf(head, sizeof head, "%s", log_prefixes[level]);
 	else {
 		clock_gettime(CLOCK_REALTIME, &ts);
-		localtime_r(&ts.tv_sec, &tm);
-		strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-		len = asprintf(&line, "%s.%03ld %s: %s: %s\n", stamp,
-		    ts.tv_nsec / 1000000, log_name, log_level_names[level],
-		    msg);
+		if (ts.tv_sec != stamp_sec) {
+			localtime_r(&ts.tv_sec, &tm);
+			strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S",
+			    &tm);
+			stamp_sec = ts.tv_sec;
+		}
+		len = snprintf(head, sizeof head, "%s.%03ld %s: %s: ", stamp,
+		    ts.tv_nsec / 1000000, log_name, log_level_names[level]);
 	}
-	if (len == -1)
+	if (len < 0 || (size_t)len >= sizeof head)
 		return;
+	/* The message is copied as it is, not through printf again. */
+	hlen = (size_t)len;
+	mlen = strlen(msg);
+	if ((line = malloc(hlen + mlen + 2)) == NULL)
+		return;
+	memcpy(line, head, hlen);
+	memcpy(line + hlen, msg, mlen);
+	line[hlen + mlen] = '\n';
+	line[hlen + mlen + 1] = '\0';
+	len = (int)(hlen + mlen + 1);
 	ll.buf = line;
 	ll.len = (size_t)len;
 	ll.nfields = 0;
@@ -289,27 +313,82 @@ log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
 	errno = saved_errno;
 }
 
-/* Drain the queue to stderr and the sink; the only place that may block. */
+/*
+ * Drain the queue to stderr and the sink; the only place that may block.
+ * Woken from sleep, it first lets lines gather for a moment, so that a
+ * busy daemon wakes it about once a millisecond, not once a line, and
+ * lines go out many to a write.
+ */
 static void *
 log_writer(void *arg)
 {
-	struct log_line	 ll;
+	struct log_line		 batch[LOG_BATCH_LINES];
+	struct timespec		 gather = { 0, LOG_BATCH_GATHER_NS };
+	size_t			 i, n;
 
 	pthread_mutex_lock(&log_mutex);
 	for (;;) {
-		while (log_count == 0 && !log_thread_stop)
-			pthread_cond_wait(&log_cond, &log_mutex);
+		if (log_count == 0 && !log_thread_stop) {
+			while (log_count == 0 && !log_thread_stop)
+				pthread_cond_wait(&log_cond, &log_mutex);
+			if (!log_thread_stop) {
+				pthread_mutex_unlock(&log_mutex);
+				nanosleep(&gather, NULL);
+				pthread_mutex_lock(&log_mutex);
+			}
+		}
 		if (log_count == 0)
 			break;
-		ll = log_queue[log_head];
-		log_head = (log_head + 1) % LOG_QUEUE_LINES;
-		log_count--;
+		for (n = 0; n < LOG_BATCH_LINES && log_count > 0; n++) {
+			batch[n] = log_queue[log_head];
+			log_head = (log_head + 1) % LOG_QUEUE_LINES;
+			log_count--;
+		}
 		pthread_mutex_unlock(&log_mutex);
-		log_output(&ll);
+		for (i = 0; i < n; i = log_output_batch(batch, i, n))
+			/* nothing */;
 		pthread_mutex_lock(&log_mutex);
 	}
 	pthread_mutex_unlock(&log_mutex);
 	return (NULL);
+}
+
+/*
+ * Write out batch[i] and the plain lines that follow it with one writev
+ * (a journal entry goes alone to log_output); returns the next index.
+ */
+static size_t
+log_output_batch(struct log_line *batch, size_t i, size_t n)
+{
+	struct iovec	 iov[LOG_BATCH_LINES];
+	size_t		 j, k, done;
+	ssize_t		 w;
+
+	if (batch[i].nfields != 0) {
+		log_output(&batch[i]);
+		return (i + 1);
+	}
+	for (j = i; j < n && batch[j].nfields == 0; j++) {
+		iov[j - i].iov_base = batch[j].buf;
+		iov[j - i].iov_len = batch[j].len;
+	}
+	do
+		w = writev(STDERR_FILENO, iov, (int)(j - i));
+	while (w == -1 && errno == EINTR);
+	done = w == -1 ? 0 : (size_t)w;
+	for (k = i; k < j; k++) {
+		/* What a short writev left is written line by line. */
+		if (done >= batch[k].len)
+			done -= batch[k].len;
+		else {
+			if (w != -1)
+				log_write_all(batch[k].buf + done,
+				    batch[k].len - done);
+			done = 0;
+		}
+		free(batch[k].buf);
+	}
+	return (j);
 }
 
 /* Start the writer thread; from now on logging never blocks the caller. */

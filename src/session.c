@@ -1,7 +1,9 @@
 /*
  * Sessions: one accepted client paired with one backend connection, from
  * the connect and its retries through the relay and the half-closes to the
- * single close that logs the connection line.
+ * single close that logs the connection line. Each end is a socket with
+ * two persistent events, armed only while they are wanted; the bytes in
+ * between are relay.c's.
  */
 #include <sys/types.h>
 #include <sys/queue.h>
@@ -16,9 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/util.h>
 
 #include "acceptd.h"
@@ -29,13 +30,15 @@ enum session_state {
 	SESSION_RELAYING
 };
 
-/* One side of a session. */
+/* One side of a session: its socket and what is watched on it. */
 struct session_end {
-	struct bufferevent	*bev;
-	int			 eof;		/* its FIN was read */
-	int			 shut_wr;	/* peer's FIN passed on */
-	int			 paused;	/* not read: peer is full */
-	unsigned long long	 nread;		/* bytes relayed from it */
+	int			 fd;		/* -1: none */
+	struct event		 rd;		/* EV_READ|EV_PERSIST */
+	struct event		 wr;		/* EV_WRITE|EV_PERSIST */
+	unsigned char		 rd_on;		/* rd is added */
+	unsigned char		 wr_on;		/* wr is added */
+	unsigned char		 eof;		/* its FIN was read */
+	unsigned char		 shut_wr;	/* peer's FIN passed on */
 };
 
 struct session {
@@ -52,17 +55,21 @@ struct session {
 	int			 attempts;
 	enum session_state	 state;
 	int			 first_fin;	/* END_*_FIN, or -1 */
+	size_t			 bufcap;	/* capacity of its buffers */
 
 	struct session_end	 client;
 	struct session_end	 backend;
+	struct relay_dir	 up;		/* client to backend */
+	struct relay_dir	 down;		/* backend to client */
 
 	struct sockaddr_storage	 client_ss;	/* or PROXY header's */
 	socklen_t		 client_sslen;
 	struct sockaddr_storage	 local_ss;	/* where it came in */
 	socklen_t		 local_sslen;
+	int			 local_known;	/* local_ss was looked up */
 	struct limits		*limits;	/* holds a slot in it */
 	int			 source_counted; /* max_connections_per_ip */
-	struct event		*timer;		/* idle_timeout, fin_timeout */
+	struct event		 timer;		/* header, idle, fin */
 	long long		 start_ms;
 	long long		 last_ms;	/* last byte either way */
 };
@@ -90,34 +97,34 @@ static unsigned long long session_next_id;
 
 static const char *session_state_name(const struct session *);
 static enum end_reason session_admit(struct session *, int);
-static void	 session_start(struct session *);
 static void	 session_header(struct session *);
 static int	 session_send_proxy(struct session *);
 static void	 session_connect(struct session *);
+static int	 session_socket(struct session *, const struct backend *,
+		     int *);
+static void	 session_connect_done(struct session *, short);
 static void	 session_connected(struct session *);
-static int	 session_relay(struct session *, struct session_end *,
-		     struct session_end *);
-static void	 session_shutdown(struct session_end *);
+static enum end_reason session_flow(struct session *, struct session_end *,
+		     struct session_end *, struct relay_dir *, int);
+static void	 session_step(struct session *, struct session_end *,
+		     struct session_end *, struct relay_dir *, int);
+static enum end_reason session_io_error(struct session *,
+		     struct session_end *, int);
+static int	 session_watch(struct session_end *, short, int);
+static void	 session_end_close(struct session_end *);
 static int	 session_done(struct session *);
-static void	 session_drained(struct session *, struct session_end *,
-		     struct session_end *);
-static void	 session_event(struct session *, struct session_end *,
-		     struct session_end *, short, int);
 static void	 session_reset(struct session_end *);
 static long long session_timeout(struct session *, enum end_reason *);
 static void	 session_timer_arm(struct session *);
 static void	 session_timer(evutil_socket_t, short, void *);
-static void	 session_set_sockopts(struct session *, int);
 static const char *session_value(const char *, char *, size_t);
 static void	 session_log_connect(struct session *);
 static void	 session_log_close(struct session *, enum end_reason,
 		     unsigned long long, unsigned long long);
-static void	 session_client_read(struct bufferevent *, void *);
-static void	 session_client_write(struct bufferevent *, void *);
-static void	 session_client_event(struct bufferevent *, short, void *);
-static void	 session_backend_read(struct bufferevent *, void *);
-static void	 session_backend_write(struct bufferevent *, void *);
-static void	 session_backend_event(struct bufferevent *, short, void *);
+static void	 session_client_read(evutil_socket_t, short, void *);
+static void	 session_client_write(evutil_socket_t, short, void *);
+static void	 session_backend_read(evutil_socket_t, short, void *);
+static void	 session_backend_write(evutil_socket_t, short, void *);
 static void	 session_walk_copy(struct worker *, void *);
 static void	 session_kill_one(struct worker *, void *);
 
@@ -144,7 +151,6 @@ session_accept(struct worker *w, struct config *conf,
 	struct session	*s;
 	enum end_reason	 why;
 	struct timeval	 tv;
-	size_t		 high;
 
 	if ((s = calloc(1, sizeof *s)) == NULL) {
 		log_warn("listener '%s': dropping a connection", lc->name);
@@ -162,15 +168,20 @@ session_accept(struct worker *w, struct config *conf,
 	s->limits = limits_ref(lim);
 	s->first_fin = -1;
 	s->state = SESSION_CONNECTING;
-	s->start_ms = s->last_ms = stats_now_ms();
+	s->start_ms = s->last_ms = s->start_us / 1000;
+	/* Room for a whole PROXY header, and for one sent in front. */
+	s->bufcap = lc->buffer_size;
+	if (lc->accept_proxy && s->bufcap < PROXYPROTO_MAX)
+		s->bufcap = PROXYPROTO_MAX;
+	s->bufcap += RELAY_SLACK;
 	if (salen > sizeof s->client_ss)
 		salen = sizeof s->client_ss;
 	memcpy(&s->client_ss, sa, salen);
 	s->client_sslen = salen;
-	s->local_sslen = sizeof s->local_ss;
-	if (getsockname(fd, (struct sockaddr *)&s->local_ss,
-	    &s->local_sslen) == -1)
-		s->local_sslen = 0;
+	s->client.fd = s->backend.fd = -1;
+	relay_dir_init(&s->up);
+	relay_dir_init(&s->down);
+	evtimer_assign(&s->timer, w->base, session_timer, s);
 	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
 	worker_session_opened(w);
 	stats_opened(s->stats);
@@ -182,40 +193,26 @@ session_accept(struct worker *w, struct config *conf,
 		return;
 	}
 
-	s->client.bev = bufferevent_socket_new(w->base, fd,
-	    BEV_OPT_CLOSE_ON_FREE|BEV_OPT_DEFER_CALLBACKS);
-	if (s->client.bev == NULL) {
-		close(fd);
-		session_close(s, END_ERROR);
-		return;
-	}
-	if ((s->timer = evtimer_new(w->base, session_timer, s)) == NULL) {
-		session_close(s, END_ERROR);
-		return;
-	}
-	bufferevent_setcb(s->client.bev, session_client_read,
-	    session_client_write, session_client_event, s);
-	/* Above this, libevent stops reading: bytes wait for a backend. */
-	bufferevent_setwatermark(s->client.bev, EV_READ, 0, lc->buffer_size);
-	bufferevent_setwatermark(s->client.bev, EV_WRITE,
-	    lc->buffer_size / 2, 0);
-	if (bufferevent_enable(s->client.bev, EV_READ|EV_WRITE) == -1) {
+	s->client.fd = fd;
+	event_assign(&s->client.rd, w->base, fd, EV_READ|EV_PERSIST,
+	    session_client_read, s);
+	event_assign(&s->client.wr, w->base, fd, EV_WRITE|EV_PERSIST,
+	    session_client_write, s);
+	/* Client bytes are read (up to buffer_size) while it connects. */
+	if (session_watch(&s->client, EV_READ, 1) == -1) {
 		session_close(s, END_ERROR);
 		return;
 	}
 	if (!lc->accept_proxy) {
-		session_start(s);
+		session_connect(s);
 		return;
 	}
 
 	/* The header must come whole within connect_timeout. */
 	s->state = SESSION_HEADER;
-	high = lc->buffer_size > PROXYPROTO_MAX ? lc->buffer_size :
-	    PROXYPROTO_MAX;
-	bufferevent_setwatermark(s->client.bev, EV_READ, 0, high);
 	tv.tv_sec = lc->connect_timeout_ms / 1000;
 	tv.tv_usec = (lc->connect_timeout_ms % 1000) * 1000;
-	evtimer_add(s->timer, &tv);
+	evtimer_add(&s->timer, &tv);
 }
 
 /*
@@ -241,40 +238,46 @@ session_admit(struct session *s, int count_source)
 	return (END_MAX);
 }
 
-/* Connect to a backend. */
-static void
-session_start(struct session *s)
-{
-	s->state = SESSION_CONNECTING;
-	session_connect(s);
-}
-
 /*
- * accept_proxy: parse the PROXY header once it is whole. Its client
- * address replaces the peer's for everything after (lists, caps, logs,
- * balancing, send_proxy); what follows it waits for the backend. A bad
- * header closes the client before any backend is contacted.
+ * accept_proxy: read until the PROXY header is whole, then parse it. Its
+ * client address replaces the peer's for everything after (lists, caps,
+ * logs, balancing, send_proxy); what follows it waits for the backend. A
+ * bad header closes the client before any backend is contacted.
  */
 static void
 session_header(struct session *s)
 {
-	struct evbuffer		*in;
+	struct relay_dir	*d = &s->up;
 	struct proxyproto	 pp;
-	const uint8_t		*p;
 	const char		*why;
 	char			 peer[256];
 	enum end_reason		 end;
-	size_t			 len, used;
+	size_t			 len, used, max;
+	ssize_t			 n;
 	int			 r;
 
-	in = bufferevent_get_input(s->client.bev);
-	if ((len = evbuffer_get_length(in)) > PROXYPROTO_MAX)
-		len = PROXYPROTO_MAX;
-	if ((p = evbuffer_pullup(in, (ssize_t)len)) == NULL && len != 0) {
-		session_close(s, END_ERROR);
+	max = s->bufcap - RELAY_SLACK;
+	if (relay_dir_room(d, max) == 0) {
+		session_close(s, END_BAD_PROXY_HEADER);	/* cannot be whole */
 		return;
 	}
-	if ((r = proxyproto_decode(p, len, &pp, &used, &why)) == 0)
+	n = relay_dir_read(s->worker->relay, d, s->client.fd,
+	    relay_dir_room(d, max), s->bufcap, 0);
+	if (n == 0) {
+		session_close(s, END_BAD_PROXY_HEADER);	/* it hung up */
+		return;
+	}
+	if (n == -1) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			session_close(s, session_io_error(s, &s->client,
+			    errno));
+		return;
+	}
+	if ((len = d->len) > PROXYPROTO_MAX)
+		len = PROXYPROTO_MAX;
+	r = proxyproto_decode((const uint8_t *)d->buf + d->off, len, &pp,
+	    &used, &why);
+	if (r == 0)
 		return;
 	if (r == -1) {
 		if (log_enabled(LOG_LEVEL_DEBUG)) {
@@ -286,21 +289,30 @@ session_header(struct session *s)
 		session_close(s, END_BAD_PROXY_HEADER);
 		return;
 	}
-	evbuffer_drain(in, used);
+	d->off += used;
+	d->len -= used;
 	if (!pp.local) {
 		memcpy(&s->client_ss, &pp.src, pp.srclen);
 		s->client_sslen = pp.srclen;
 		memcpy(&s->local_ss, &pp.dst, pp.dstlen);
 		s->local_sslen = pp.dstlen;
+		s->local_known = 1;
 	}
 	if ((end = session_admit(s, 1)) != END_MAX) {
 		session_close(s, end);
 		return;
 	}
-	evtimer_del(s->timer);
-	bufferevent_setwatermark(s->client.bev, EV_READ, 0,
-	    s->lc->buffer_size);
-	session_start(s);
+	/* What came after the header is the client's first bytes. */
+	d->nin = d->len;
+	stats_bytes(s->stats, d->len, 0);
+	evtimer_del(&s->timer);
+	if (session_watch(&s->client, EV_READ,
+	    relay_dir_room(d, s->lc->buffer_size) != 0) == -1) {
+		session_close(s, END_ERROR);
+		return;
+	}
+	s->state = SESSION_CONNECTING;
+	session_connect(s);
 }
 
 /* send_proxy: the PROXY header goes to the backend before any byte. */
@@ -310,29 +322,37 @@ session_send_proxy(struct session *s)
 	uint8_t	 buf[PROXYPROTO_ENCODE_MAX];
 	int	 n;
 
+	if (!s->local_known) {
+		s->local_sslen = sizeof s->local_ss;
+		if (getsockname(s->client.fd, (struct sockaddr *)&s->local_ss,
+		    &s->local_sslen) == -1)
+			s->local_sslen = 0;
+		s->local_known = 1;
+	}
 	n = proxyproto_encode(s->lc->send_proxy,
 	    (const struct sockaddr *)&s->client_ss,
 	    s->local_sslen == 0 ? NULL : (const struct sockaddr *)&s->local_ss,
 	    buf, sizeof buf);
 	if (n == -1)
 		return (-1);
-	return (bufferevent_write(s->backend.bev, buf, (size_t)n));
+	return (relay_dir_prepend(s->worker->relay, &s->up, buf, (size_t)n,
+	    s->bufcap));
 }
 
 /*
  * Connect to the backend the pool chooses (balance, skipping backends
  * that are down or that this connection tried). A connect that fails at
- * once comes back here directly, one that fails later through the
- * backend's event callback; the client's bytes wait in its input buffer.
- * The source balance hashes client_ss, the PROXY header's client if any.
+ * once is retried here directly, one that fails later from its write
+ * event; the client's bytes wait in the up buffer meanwhile. The source
+ * balance hashes client_ss, the PROXY header's client if any.
  */
 static void
 session_connect(struct session *s)
 {
-	struct bufferevent	*bev;
+	struct session_end	*e = &s->backend;
 	struct backend		*b = NULL;
 	struct timeval		 tv;
-	int			 err;
+	int			 err, fd;
 
 	for (;;) {
 		if (b == NULL && s->attempts <= s->lc->retries)
@@ -347,25 +367,22 @@ session_connect(struct session *s)
 		s->attempts++;
 		s->chosen = b;
 
-		bev = bufferevent_socket_new(s->worker->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE|BEV_OPT_DEFER_CALLBACKS);
-		if (bev == NULL) {
-			session_close(s, END_ERROR);
+		if ((fd = session_socket(s, b, &err)) != -1) {
+			e->fd = fd;
+			event_assign(&e->rd, s->worker->base, fd,
+			    EV_READ|EV_PERSIST, session_backend_read, s);
+			event_assign(&e->wr, s->worker->base, fd,
+			    EV_WRITE|EV_PERSIST, session_backend_write, s);
+			/* Writable: connected or failed; or timed out. */
+			tv.tv_sec = s->lc->connect_timeout_ms / 1000;
+			tv.tv_usec = (s->lc->connect_timeout_ms % 1000) * 1000;
+			if (event_add(&e->wr, &tv) == -1) {
+				session_close(s, END_ERROR);
+				return;
+			}
+			e->wr_on = 1;
 			return;
 		}
-		s->backend.bev = bev;
-		bufferevent_setcb(bev, session_backend_read,
-		    session_backend_write, session_backend_event, s);
-		/* The write timeout covers a pending connect. */
-		tv.tv_sec = s->lc->connect_timeout_ms / 1000;
-		tv.tv_usec = (s->lc->connect_timeout_ms % 1000) * 1000;
-		bufferevent_set_timeouts(bev, NULL, &tv);
-		if (bufferevent_socket_connect(bev,
-		    (const struct sockaddr *)&b->ss, (int)b->sslen) == 0)
-			return;
-		err = EVUTIL_SOCKET_ERROR();
-		s->backend.bev = NULL;
-		bufferevent_free(bev);
 		if (err == EMFILE || err == ENFILE) {
 			/* Our shortage, not the backend's: use the spare. */
 			if (worker_use_reserve(s->worker) == 0) {
@@ -387,24 +404,76 @@ session_connect(struct session *s)
 	}
 }
 
+/*
+ * A non-blocking socket connecting to the backend, with the listener's
+ * TCP options; -1 with *err if it failed at once.
+ */
+static int
+session_socket(struct session *s, const struct backend *b, int *err)
+{
+	int	 fd, one = 1;
+
+	fd = socket(b->ss.ss_family, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		*err = errno;
+		return (-1);
+	}
+	if (b->ss.ss_family != AF_UNIX) {
+		if (s->lc->nodelay)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof one);
+		if (s->lc->keepalive)
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one,
+			    sizeof one);
+	}
+	if (connect(fd, (const struct sockaddr *)&b->ss, b->sslen) == 0 ||
+	    errno == EINPROGRESS || errno == EINTR)
+		return (fd);
+	*err = errno;
+	close(fd);
+	return (-1);
+}
+
+/*
+ * The backend socket became writable or the connect timed out: relay if
+ * it connected, else count the failure and try the next backend.
+ */
+static void
+session_connect_done(struct session *s, short what)
+{
+	socklen_t	 len = sizeof (int);
+	int		 err = 0, timedout = (what & EV_TIMEOUT) != 0;
+
+	if (timedout)
+		err = ETIMEDOUT;
+	else if (getsockopt(s->backend.fd, SOL_SOCKET, SO_ERROR, &err,
+	    &len) == -1)
+		err = errno;
+	if (err == 0) {
+		session_connected(s);
+		return;
+	}
+	log_debug("%s: listener '%s': backend %s: connect failed: %s",
+	    __func__, s->lc->name, s->chosen->text,
+	    timedout ? "timed out" : evutil_socket_error_to_string(err));
+	backend_failed(s->chosen, err, timedout, s);
+	backend_release(s->chosen, s);
+	s->chosen = NULL;
+	session_end_close(&s->backend);
+	session_connect(s);
+}
+
 /* The backend answered: relay what the client sent so far, and go on. */
 static void
 session_connected(struct session *s)
 {
-	struct bufferevent	*bev = s->backend.bev;
-	size_t			 bs = s->lc->buffer_size;
-
 	backend_connected(s->chosen, s);
 	stats_connected(s->stats, stats_now_us() - s->start_us);
 	s->state = SESSION_RELAYING;
-	bufferevent_set_timeouts(bev, NULL, NULL);
-	session_set_sockopts(s, bufferevent_getfd(bev));
-	bufferevent_setwatermark(bev, EV_READ, 0, bs);
-	bufferevent_setwatermark(bev, EV_WRITE, bs / 2, 0);
-	if (bufferevent_enable(bev, EV_READ|EV_WRITE) == -1) {
-		session_close(s, END_ERROR);
-		return;
-	}
+	/* Drop the connect timeout; the flow re-adds it when wanted. */
+	event_del(&s->backend.wr);
+	s->backend.wr_on = 0;
 	if (s->conf->log_connections == LOG_CONNS_ALL)
 		session_log_connect(s);
 	s->last_ms = stats_now_ms();
@@ -413,70 +482,167 @@ session_connected(struct session *s)
 		session_close(s, END_ERROR);
 		return;
 	}
-
-	if (session_relay(s, &s->client, &s->backend) == -1) {
+	if (session_watch(&s->backend, EV_READ, 1) == -1) {
 		session_close(s, END_ERROR);
 		return;
 	}
-	if (s->client.eof &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		session_shutdown(&s->backend);
 	session_timer_arm(s);
-}
-
-/* Apply the listener's TCP options to a backend connection. */
-static void
-session_set_sockopts(struct session *s, int fd)
-{
-	int	 one = 1;
-
-	if (fd == -1 || s->chosen->ss.ss_family == AF_UNIX)
-		return;
-	if (s->lc->nodelay)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (s->lc->keepalive)
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	/* Write what waits (and a FIN the client sent meanwhile). */
+	session_step(s, &s->client, &s->backend, &s->up, 0);
 }
 
 /*
- * Move what one end sent to the other end's output. Stop reading it once
- * that output holds buffer_size; the other end's write callback resumes.
+ * Move bytes from one end to the other until neither can go on now: read
+ * while there is room (at most RELAY_READS_MAX times, to be fair to other
+ * connections) and write while the sink takes them. Reads splice when the
+ * listener asks for it and the session relays. Returns END_MAX, or why
+ * the session must close.
  */
-static int
-session_relay(struct session *s, struct session_end *from,
-    struct session_end *to)
+static enum end_reason
+session_flow(struct session *s, struct session_end *from,
+    struct session_end *to, struct relay_dir *d, int readable)
 {
-	struct evbuffer	*in = bufferevent_get_input(from->bev);
-	struct evbuffer	*out = bufferevent_get_output(to->bev);
-	size_t		 n;
+	struct relay_pool	*p = s->worker->relay;
+	size_t			 limit = s->lc->buffer_size, room;
+	int			 relaying = (s->state == SESSION_RELAYING);
+	int			 can_write = relaying, reads = 0, moved = 0;
+	int			 try_read, progress;
+	int			 splice_ok = relaying && s->lc->splice;
+	ssize_t			 n;
 
-	if ((n = evbuffer_get_length(in)) == 0)
-		return (0);
-	if (evbuffer_add_buffer(out, in) == -1)
-		return (-1);
-	from->nread += n;
-	if (from == &s->client)
-		stats_bytes(s->stats, n, 0);
-	else
-		stats_bytes(s->stats, 0, n);
-	s->last_ms = stats_now_ms();
-	if (!from->paused && !from->eof &&
-	    evbuffer_get_length(out) >= s->lc->buffer_size) {
-		bufferevent_disable(from->bev, EV_READ);
-		from->paused = 1;
+	/* A paused source may have more by now: a write makes room. */
+	try_read = (readable || !from->rd_on) && !from->eof;
+	for (;;) {
+		progress = 0;
+		if (try_read && reads < RELAY_READS_MAX &&
+		    (room = relay_dir_room(d, limit)) != 0) {
+			n = relay_dir_read(p, d, from->fd, room, s->bufcap,
+			    splice_ok);
+			if (n > 0) {
+				reads++;
+				progress = moved = 1;
+				d->nin += (size_t)n;
+				if (from == &s->client)
+					stats_bytes(s->stats, (size_t)n, 0);
+				/* Short: the socket is empty, no need to ask. */
+				if ((size_t)n < room && d->inpipe == 0)
+					try_read = 0;
+			} else if (n == 0) {
+				from->eof = 1;
+				try_read = 0;
+				if (s->first_fin == -1)
+					s->first_fin = from == &s->client ?
+					    END_CLIENT_FIN : END_BACKEND_FIN;
+			} else if (errno == EAGAIN || errno == EWOULDBLOCK)
+				try_read = 0;
+			else
+				return (session_io_error(s, from, errno));
+		}
+		if (can_write && relay_dir_pending(d) != 0) {
+			if ((n = relay_dir_write(d, to->fd)) == -1)
+				return (session_io_error(s, to, errno));
+			if (n > 0) {
+				progress = moved = 1;
+				d->nout += (size_t)n;
+				if (to == &s->client)
+					stats_bytes(s->stats, 0, (size_t)n);
+			}
+			if (relay_dir_pending(d) != 0)
+				can_write = 0;
+		}
+		/* Go on while reading may get more and something moved. */
+		if (!try_read || reads == RELAY_READS_MAX || !progress)
+			break;
 	}
+	if (moved)
+		s->last_ms = stats_now_ms();
+	relay_dir_idle(p, d);
+	if (from->eof && relaying && relay_dir_pending(d) == 0 &&
+	    !to->shut_wr) {
+		/*
+		 * Everything is delivered: pass the FIN on. When it is the
+		 * last one, the close that follows sends it.
+		 */
+		to->shut_wr = 1;
+		if (!(to->eof && from->shut_wr))
+			shutdown(to->fd, SHUT_WR);
+	}
+	if (session_watch(from, EV_READ, !from->eof &&
+	    relay_dir_room(d, limit) != 0) == -1)
+		return (END_ERROR);
+	/* While connecting, the backend's write event is the connect's. */
+	if (relaying && session_watch(to, EV_WRITE,
+	    relay_dir_pending(d) != 0) == -1)
+		return (END_ERROR);
+	return (END_MAX);
+}
+
+/*
+ * Run the flow one way, then close if it failed or both ways are done;
+ * a FIN read starts fin_timeout.
+ */
+static void
+session_step(struct session *s, struct session_end *from,
+    struct session_end *to, struct relay_dir *d, int readable)
+{
+	enum end_reason	 why;
+	int		 eof = from->eof;
+
+	if ((why = session_flow(s, from, to, d, readable)) != END_MAX) {
+		session_close(s, why);
+		return;
+	}
+	if (session_done(s)) {
+		session_close(s, (enum end_reason)s->first_fin);
+		return;
+	}
+	if (from->eof && !eof && s->state == SESSION_RELAYING)
+		session_timer_arm(s);
+}
+
+/*
+ * A read or write on an end failed: a reset (or a write to an end that
+ * is gone) is passed on as a reset, anything else is an error.
+ */
+static enum end_reason
+session_io_error(struct session *s, struct session_end *e, int err)
+{
+	int	 is_client = (e == &s->client);
+
+	if (err == ECONNRESET || err == EPIPE)
+		return (is_client ? END_CLIENT_RESET : END_BACKEND_RESET);
+	log_info("listener '%s': %s connection: %s", s->lc->name,
+	    is_client ? "client" : "backend", strerror(err));
+	return (END_ERROR);
+}
+
+/* Watch an end for reading or writing, or stop; only changes cost. */
+static int
+session_watch(struct session_end *e, short which, int want)
+{
+	unsigned char	*on = which == EV_READ ? &e->rd_on : &e->wr_on;
+	struct event	*ev = which == EV_READ ? &e->rd : &e->wr;
+
+	want = want != 0;
+	if (*on == want)
+		return (0);
+	if ((want ? event_add(ev, NULL) : event_del(ev)) == -1)
+		return (-1);
+	*on = (unsigned char)want;
 	return (0);
 }
 
-/* Pass a FIN on: nothing more will be written to this end. */
+/* Stop watching an end and close its socket. */
 static void
-session_shutdown(struct session_end *e)
+session_end_close(struct session_end *e)
 {
-	if (e->shut_wr)
+	if (e->fd == -1)
 		return;
-	e->shut_wr = 1;
-	/* A peer already gone is reported by the event callback. */
-	shutdown(bufferevent_getfd(e->bev), SHUT_WR);
+	event_del(&e->rd);
+	event_del(&e->wr);
+	close(e->fd);
+	e->fd = -1;
+	e->rd_on = e->wr_on = 0;
 }
 
 /* Are both directions finished: FIN read and passed on, both ways? */
@@ -487,99 +653,14 @@ session_done(struct session *s)
 	    s->backend.eof && s->client.shut_wr);
 }
 
-/*
- * An end's output went below its low watermark: resume reading the other
- * end if it was paused, and pass its FIN on once everything is written.
- */
-static void
-session_drained(struct session *s, struct session_end *from,
-    struct session_end *to)
-{
-	size_t	 len;
-
-	if (s->state != SESSION_RELAYING)
-		return;
-	len = evbuffer_get_length(bufferevent_get_output(to->bev));
-	s->last_ms = stats_now_ms();
-	if (from->paused && len <= s->lc->buffer_size / 2) {
-		from->paused = 0;
-		if (bufferevent_enable(from->bev, EV_READ) == -1) {
-			session_close(s, END_ERROR);
-			return;
-		}
-	}
-	if (from->eof && len == 0 && !to->shut_wr) {
-		session_shutdown(to);
-		if (session_done(s)) {
-			session_close(s, (enum end_reason)s->first_fin);
-			return;
-		}
-	}
-}
-
-/*
- * EOF, error or timeout on one end. EOF is a half-close: deliver what is
- * left, pass the FIN on and keep the other direction going. A reset or an
- * error ends the session and is passed on as a reset. Deferred callbacks
- * merge events (a write's ECONNRESET, then the read's EOF), so an error
- * wins over an EOF.
- */
-static void
-session_event(struct session *s, struct session_end *e,
-    struct session_end *peer, short what, int err)
-{
-	int	 is_client = (e == &s->client);
-
-	if (what & BEV_EVENT_ERROR) {
-		if (err == ECONNRESET || err == EPIPE) {
-			session_close(s, is_client ? END_CLIENT_RESET :
-			    END_BACKEND_RESET);
-			return;
-		}
-		log_info("listener '%s': %s connection: %s", s->lc->name,
-		    is_client ? "client" : "backend",
-		    evutil_socket_error_to_string(err));
-		session_close(s, END_ERROR);
-		return;
-	}
-	if (s->state == SESSION_HEADER) {
-		/* The header read callback ran first: it was not whole. */
-		session_close(s, END_BAD_PROXY_HEADER);
-		return;
-	}
-	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
-		e->eof = 1;
-		if (s->first_fin == -1)
-			s->first_fin = is_client ? END_CLIENT_FIN :
-			    END_BACKEND_FIN;
-		if (s->state != SESSION_RELAYING)
-			return;	/* the connect passes it on */
-		if (session_relay(s, e, peer) == -1) {
-			session_close(s, END_ERROR);
-			return;
-		}
-		if (evbuffer_get_length(bufferevent_get_output(peer->bev)) == 0)
-			session_shutdown(peer);
-		if (session_done(s)) {
-			session_close(s, (enum end_reason)s->first_fin);
-			return;
-		}
-		session_timer_arm(s);	/* fin_timeout applies from now */
-		return;
-	}
-	session_close(s, END_ERROR);
-}
-
 /* Make closing this end send a reset (SO_LINGER 0). */
 static void
 session_reset(struct session_end *e)
 {
 	struct linger	 lg = { 1, 0 };
-	int		 fd;
 
-	if (e->bev == NULL || (fd = bufferevent_getfd(e->bev)) == -1)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	if (e->fd != -1)
+		setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
 /*
@@ -610,7 +691,7 @@ session_timer_arm(struct session *s)
 	long long	 t, left;
 
 	if ((t = session_timeout(s, &why)) == 0) {
-		evtimer_del(s->timer);
+		evtimer_del(&s->timer);
 		return;
 	}
 	left = s->last_ms + t - stats_now_ms();
@@ -618,7 +699,7 @@ session_timer_arm(struct session *s)
 		left = 0;
 	tv.tv_sec = left / 1000;
 	tv.tv_usec = (left % 1000) * 1000;
-	evtimer_add(s->timer, &tv);
+	evtimer_add(&s->timer, &tv);
 }
 
 /*
@@ -654,23 +735,14 @@ session_close(struct session *s, enum end_reason why)
 {
 	struct worker		*w = s->worker;
 	struct stats_listener	*st = s->stats;
-	struct evbuffer		*buf;
 	unsigned long long	 in, out;
 
 	TAILQ_REMOVE(&w->sessions, s, entry);
-	if (s->timer != NULL)
-		event_free(s->timer);
+	evtimer_del(&s->timer);
 
 	/* Bytes in: read from the client; out: written to it. */
-	in = s->client.nread;
-	out = s->backend.nread;
-	if (s->client.bev != NULL) {
-		buf = bufferevent_get_input(s->client.bev);
-		in += evbuffer_get_length(buf);
-		buf = bufferevent_get_output(s->client.bev);
-		if (out >= evbuffer_get_length(buf))
-			out -= evbuffer_get_length(buf);
-	}
+	in = s->up.nin;
+	out = s->down.nout;
 	if (s->conf->log_connections != LOG_CONNS_NONE &&
 	    ((why != END_DENIED && why != END_LIMIT) || limits_log_refused()))
 		session_log_close(s, why, in, out);
@@ -679,10 +751,10 @@ session_close(struct session *s, enum end_reason why)
 		session_reset(&s->backend);
 	if (why == END_BACKEND_RESET || why == END_ERROR)
 		session_reset(&s->client);
-	if (s->client.bev != NULL)
-		bufferevent_free(s->client.bev);
-	if (s->backend.bev != NULL)
-		bufferevent_free(s->backend.bev);
+	session_end_close(&s->client);
+	session_end_close(&s->backend);
+	relay_dir_free(w->relay, &s->up);
+	relay_dir_free(w->relay, &s->down);
 	if (s->chosen != NULL)
 		backend_release(s->chosen, s);
 	backend_tried_free(&s->tried);
@@ -737,6 +809,10 @@ session_log_connect(struct session *s)
 	    session_value(client, cq, sizeof cq),
 	    session_value(s->chosen->text, bq, sizeof bq), ms / 1000,
 	    ms % 1000);
+	if (!log_journal()) {
+		log_conn(line, NULL, 0);	/* the fields are the journal's */
+		return;
+	}
 	snprintf(f_l, sizeof f_l, "ACCEPTD_LISTENER=%s", s->lc->name);
 	snprintf(f_c, sizeof f_c, "ACCEPTD_CLIENT=%s", client);
 	snprintf(f_b, sizeof f_b, "ACCEPTD_BACKEND=%s", s->chosen->text);
@@ -772,6 +848,10 @@ session_log_close(struct session *s, enum end_reason why,
 	    "end=%s", s->id, s->lc->name, session_value(client, cq, sizeof cq),
 	    session_value(backend, bq, sizeof bq), ms / 1000, ms % 1000,
 	    in, out, end);
+	if (!log_journal()) {
+		log_conn(line, NULL, 0);	/* the fields are the journal's */
+		return;
+	}
 	snprintf(f_l, sizeof f_l, "ACCEPTD_LISTENER=%s", s->lc->name);
 	snprintf(f_c, sizeof f_c, "ACCEPTD_CLIENT=%s", client);
 	snprintf(f_b, sizeof f_b, "ACCEPTD_BACKEND=%s", backend);
@@ -792,9 +872,9 @@ session_log_close(struct session *s, enum end_reason why,
 	log_conn(line, fields, nitems(fields));
 }
 
-/* Client bytes: relay them, or leave them waiting for the backend. */
+/* Client readable: the PROXY header, or bytes to relay (or to keep). */
 static void
-session_client_read(struct bufferevent *bev, void *arg)
+session_client_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct session	*s = arg;
 
@@ -802,84 +882,38 @@ session_client_read(struct bufferevent *bev, void *arg)
 		session_header(s);
 		return;
 	}
-	if (s->state != SESSION_RELAYING)
-		return;
-	if (session_relay(s, &s->client, &s->backend) == -1)
-		session_close(s, END_ERROR);
+	session_step(s, &s->client, &s->backend, &s->up, 1);
 }
 
-/* The client's output drained. */
+/* The client takes more: write what the backend sent. */
 static void
-session_client_write(struct bufferevent *bev, void *arg)
+session_client_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct session	*s = arg;
 
-	session_drained(s, &s->backend, &s->client);
+	session_step(s, &s->backend, &s->client, &s->down, 0);
 }
 
-/* EOF, reset or error on the client. */
+/* Backend readable: relay to the client. */
 static void
-session_client_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session	*s = arg;
-	int		 err = EVUTIL_SOCKET_ERROR();
-
-	session_event(s, &s->client, &s->backend, what, err);
-}
-
-/* Backend bytes: relay them to the client. */
-static void
-session_backend_read(struct bufferevent *bev, void *arg)
+session_backend_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct session	*s = arg;
 
-	if (s->state != SESSION_RELAYING || bev != s->backend.bev)
-		return;
-	if (session_relay(s, &s->backend, &s->client) == -1)
-		session_close(s, END_ERROR);
+	session_step(s, &s->backend, &s->client, &s->down, 1);
 }
 
-/* The backend's output drained. */
+/* Backend writable: the connect finished, or it takes more. */
 static void
-session_backend_write(struct bufferevent *bev, void *arg)
+session_backend_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct session	*s = arg;
 
-	if (bev != s->backend.bev)
-		return;
-	session_drained(s, &s->client, &s->backend);
-}
-
-/*
- * Connected, failed to connect, or EOF/reset/error once relaying. Every
- * failed attempt, at once or later, goes on to the next backend.
- */
-static void
-session_backend_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session	*s = arg;
-	int		 err = EVUTIL_SOCKET_ERROR();
-
-	if (bev != s->backend.bev)
-		return;
-	if (s->state == SESSION_RELAYING) {
-		session_event(s, &s->backend, &s->client, what, err);
+	if (s->state != SESSION_RELAYING) {
+		session_connect_done(s, what);
 		return;
 	}
-	if (what & BEV_EVENT_CONNECTED) {
-		session_connected(s);
-		return;
-	}
-	log_debug("%s: listener '%s': backend %s: connect failed: %s",
-	    __func__, s->lc->name, s->chosen->text,
-	    (what & BEV_EVENT_TIMEOUT) ? "timed out" :
-	    evutil_socket_error_to_string(err));
-	backend_failed(s->chosen, err, (what & BEV_EVENT_TIMEOUT) != 0, s);
-	backend_release(s->chosen, s);
-	s->chosen = NULL;
-	s->backend.bev = NULL;
-	bufferevent_free(bev);
-	session_connect(s);
+	session_step(s, &s->client, &s->backend, &s->up, 0);
 }
 
 /* What a session is doing, for show conns. */
@@ -924,8 +958,7 @@ session_walk_copy(struct worker *w, void *arg)
 	struct session_walk_ctx	*ctx = arg;
 	struct session_info	*si;
 	struct session		*s;
-	struct evbuffer		*buf;
-	size_t			 n = 0, pending;
+	size_t			 n = 0;
 	long long		 now = stats_now_ms();
 
 	TAILQ_FOREACH(s, &w->sessions, entry)
@@ -951,16 +984,8 @@ session_walk_copy(struct worker *w, void *arg)
 		    s->state == SESSION_RELAYING ? s->chosen->text : "-");
 		si->state = session_state_name(s);
 		si->age_ms = now - s->start_ms;
-		si->bytes_in = s->client.nread;
-		si->bytes_out = s->backend.nread;
-		if (s->client.bev != NULL) {
-			buf = bufferevent_get_input(s->client.bev);
-			si->bytes_in += evbuffer_get_length(buf);
-			buf = bufferevent_get_output(s->client.bev);
-			pending = evbuffer_get_length(buf);
-			si->bytes_out -= pending <= si->bytes_out ? pending :
-			    si->bytes_out;
-		}
+		si->bytes_in = s->up.nin;
+		si->bytes_out = s->down.nout;
 		ctx->n++;
 	}
 }

@@ -97,6 +97,10 @@ worker_new(struct event_base *base)
 		return (NULL);
 	w->base = base;
 	TAILQ_INIT(&w->sessions);
+	if ((w->relay = relay_pool_new()) == NULL) {
+		free(w);
+		return (NULL);
+	}
 	w->reserve_fd = -1;
 	worker_has_reserve(w);
 	return (w);
@@ -114,6 +118,7 @@ worker_free(struct worker *w)
 		event_free(w->heartbeat);
 	if (w->reserve_fd != -1)
 		close(w->reserve_fd);
+	relay_pool_free(w->relay);
 	free(w);
 }
 

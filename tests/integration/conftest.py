@@ -264,10 +264,15 @@ class Proxies:
         self.tmp_path = tmp_path
         self.sockdir = sockdir
         self.started = []
+        # Settings every listener started here gets unless it sets them
+        # itself (relay_mode puts "splice" here).
+        self.listener_defaults = {}
 
     def start(self, listeners, wait=True, preexec_fn=None, **settings):
         settings.setdefault("log_level", "info")
         settings.setdefault("shutdown_timeout", "5s")
+        listeners = [with_defaults(l, self.listener_defaults)
+                     for l in listeners]
         workdir = os.path.join(str(self.tmp_path), "a%d" % len(self.started))
         os.makedirs(workdir)
         p = Acceptd(workdir, self.sockdir, conf_text(listeners, **settings),
@@ -321,6 +326,32 @@ def acceptd(tmp_path, sockdir):
     proxies = Proxies(tmp_path, sockdir)
     yield proxies
     proxies.finish()
+
+
+def with_defaults(listener, defaults):
+    """A listener's settings with defaults added for the keys it does not
+    set itself (after its own, so that name stays first)."""
+    out = dict(listener)
+    for k, v in defaults.items():
+        out.setdefault(k, v)
+    return out
+
+
+# The listener settings of each relay mode.
+RELAY_MODES = {"copy": {"splice": False}, "splice": {"splice": True}}
+
+
+@pytest.fixture(params=sorted(RELAY_MODES), ids=sorted(RELAY_MODES))
+def relay_mode(request):
+    """Run the test once per relay mode: copy (splice = false, through
+    buffers in acceptd) and splice (splice = true, the default). Every
+    listener the test's acceptd fixture starts gets the setting; the value
+    is those listener settings ({"splice": ...}), for tests that write
+    their configurations themselves: listener(..., **relay_mode)."""
+    opts = dict(RELAY_MODES[request.param])
+    if "acceptd" in request.fixturenames:
+        request.getfixturevalue("acceptd").listener_defaults.update(opts)
+    return opts
 
 
 class Peers:

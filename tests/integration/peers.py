@@ -50,13 +50,16 @@ def address_text(sock):
     return "%s:%d" % (host, port)
 
 
-def connect(addr, timeout=IO_TIMEOUT):
-    """Connect to an address given as (host, port) or a unix path."""
+def connect(addr, timeout=IO_TIMEOUT, rcvbuf=None):
+    """Connect to an address given as (host, port) or a unix path, with
+    a receive buffer of rcvbuf bytes if given."""
     if isinstance(addr, str):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     else:
         fam = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(timeout)
     try:
         s.connect(addr)

@@ -148,11 +148,13 @@ def test_status_is_kept_current_and_rate_limited(daemons, backends):
 # Reload.
 
 def test_reload_notifies_and_new_connections_use_new_config(daemons,
-                                                           backends):
+                                                           backends,
+                                                           relay_mode):
     a = backends.server(tagged(b"A"))
     b = backends.server(tagged(b"B"))
     port = free_port()
-    d = daemons.start(conf([listener([loopback(port)], [a.text])]))
+    d = daemons.start(conf([listener([loopback(port)], [a.text],
+                                     **relay_mode)]))
     before = d.sockets()
     # A connection established before the reload stays on backend A.
     old = peers.connect(("127.0.0.1", port))
@@ -160,7 +162,8 @@ def test_reload_notifies_and_new_connections_use_new_config(daemons,
     start = len(d.notifier.messages)
 
     reloading, ready, sent = d.reload(conf([listener([loopback(port)],
-                                                     [b.text])]))
+                                                     [b.text],
+                                                     **relay_mode)]))
     assert int(reloading["MONOTONIC_USEC"]) >= int(sent * 1e6)
     assert int(reloading["MONOTONIC_USEC"]) <= int(time.monotonic() * 1e6)
     assert d.notifier.events(start) == [RELOADING, READY_STATUS]
@@ -380,13 +383,14 @@ def stream(port, stop):
     return tag, sent.hexdigest(), n_sent[0], got, n
 
 
-def test_reload_under_load_refuses_and_breaks_nothing(daemons, backends):
+def test_reload_under_load_refuses_and_breaks_nothing(daemons, backends,
+                                                      relay_mode):
     """Short connections at full speed and one long stream, while 20
     SIGHUPs alternate the backend list between A and B."""
     a = backends.server(tag_echo(b"A"))
     b = backends.server(tag_echo(b"B"))
     port = free_port()
-    texts = [conf([listener([loopback(port)], [x.text])],
+    texts = [conf([listener([loopback(port)], [x.text], **relay_mode)],
                   log_connections="none") for x in (a, b)]
     d = daemons.start(texts[0])
     sockets = d.sockets()
@@ -533,10 +537,12 @@ def paced_exchange(port, n, pause):
             "recv": got, "recv_len": k}
 
 
-def test_sigterm_stopping_lets_transfers_in_flight_finish(daemons, backends):
+def test_sigterm_stopping_lets_transfers_in_flight_finish(daemons, backends,
+                                                          relay_mode):
     srv = backends.hasher()
     port = free_port()
-    d = daemons.start(conf([listener([loopback(port)], [srv.text])],
+    d = daemons.start(conf([listener([loopback(port)], [srv.text],
+                                     **relay_mode)],
                            shutdown_timeout="30s"))
     size = 2 * MB if SMALL else 8 * MB
     clients = [peers.Thread(paced_exchange, port, size, 0.01)

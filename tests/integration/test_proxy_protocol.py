@@ -24,6 +24,7 @@ def first_result(srv):
     return srv.wait_results(1)[0]
 
 
+@pytest.mark.usefixtures("relay_mode")
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_send_proxy_header_comes_first(acceptd, backends, version):
     srv = backends.server(header_echo)
@@ -50,6 +51,7 @@ def test_send_proxy_header_comes_first(acceptd, backends, version):
     assert line["bytes_in"] == "5" and line["bytes_out"] == "5"
 
 
+@pytest.mark.usefixtures("relay_mode")
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_send_proxy_ipv6_client(acceptd, backends, version):
     if not have_ipv6():
@@ -71,6 +73,7 @@ def test_send_proxy_ipv6_client(acceptd, backends, version):
     assert fields.get("family", 0x21) == 0x21
 
 
+@pytest.mark.usefixtures("relay_mode")
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_send_proxy_unix_client_is_unknown_or_local(acceptd, backends,
                                                     sockdir, version):
@@ -90,6 +93,7 @@ def test_send_proxy_unix_client_is_unknown_or_local(acceptd, backends,
         assert fields["command"] == 0 and fields["len"] == 0
 
 
+@pytest.mark.usefixtures("relay_mode")
 @pytest.mark.parametrize("header", ["v1", "v2", "v2-tlvs", "v2-longest",
                                     "split"])
 def test_accept_proxy_client_address_comes_from_the_header(acceptd,
@@ -134,6 +138,7 @@ def test_accept_proxy_client_address_comes_from_the_header(acceptd,
     assert line["bytes_in"] == "4", "the header is not client payload"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_accept_proxy_local_header_keeps_the_peer(acceptd, backends):
     srv = backends.server(header_echo)
     p = acceptd.simple([srv.text], accept_proxy=True, send_proxy="v2")
@@ -256,6 +261,7 @@ def test_accept_proxy_lists_and_caps_use_the_header_address(acceptd,
             s.close()
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_haproxy_accepts_what_acceptd_sends(acceptd, backends, tmp_path):
     """acceptd (send_proxy v1, then v2) in front of HAProxy's
     "accept-proxy" bind: HAProxy passes the client acceptd reported on
@@ -294,6 +300,7 @@ def test_haproxy_accepts_what_acceptd_sends(acceptd, backends, tmp_path):
         hap.stop()
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_acceptd_accepts_what_haproxy_sends(acceptd, backends, tmp_path):
     """HAProxy with send-proxy-v2 (and a CRC32C TLV) in front of
     acceptd's accept_proxy: the client HAProxy saw is acceptd's client."""

@@ -21,6 +21,7 @@ MB = 1024 * 1024
 BIG = 4 * MB if SMALL else 100 * MB
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_integrity_100mb_each_way_on_one_connection(acceptd, backends):
     srv = backends.hasher()
     p = acceptd.simple([srv.text])
@@ -32,6 +33,7 @@ def test_integrity_100mb_each_way_on_one_connection(acceptd, backends):
     assert line["end"] in ("client_fin", "backend_fin")
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_integrity_16_concurrent_connections(acceptd, backends):
     srv = backends.hasher()
     p = acceptd.simple([srv.text])
@@ -47,6 +49,7 @@ def test_integrity_16_concurrent_connections(acceptd, backends):
     assert len(p.wait_lines(16)) == 16
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_client_half_close_receives_whole_reply(acceptd, backends):
     srv = backends.server(peers.reply_after_eof(2 * MB))
     p = acceptd.simple([srv.text])
@@ -65,6 +68,7 @@ def test_client_half_close_receives_whole_reply(acceptd, backends):
     assert line["end"] == "client_fin"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_backend_half_close_client_keeps_sending(acceptd, backends):
     srv = backends.server(peers.fin_first(MB))
     p = acceptd.simple([srv.text])
@@ -83,6 +87,7 @@ def test_backend_half_close_client_keeps_sending(acceptd, backends):
     assert p.wait_lines(1)[0]["end"] == "backend_fin"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_transfer_after_fin_outlives_fin_timeout(acceptd, backends):
     # 15 blocks, one every 0.2 s: 3 s of transfer with fin_timeout 1s.
     srv = backends.server(peers.trickle(1000, 0.2, 15))
@@ -98,6 +103,7 @@ def test_transfer_after_fin_outlives_fin_timeout(acceptd, backends):
     assert p.wait_lines(1)[0]["end"] == "client_fin"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_inactive_half_closed_connection_ends_with_fin_timeout(acceptd,
                                                                backends):
     srv = backends.server(peers.silent)
@@ -113,6 +119,7 @@ def test_inactive_half_closed_connection_ends_with_fin_timeout(acceptd,
     assert p.wait_lines(1)[0]["end"] == "fin_timeout"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_client_reset_is_passed_to_backend(acceptd, backends):
     srv = backends.server(peers.reader)
     p = acceptd.simple([srv.text])
@@ -127,6 +134,7 @@ def test_client_reset_is_passed_to_backend(acceptd, backends):
     assert p.wait_lines(1)[0]["end"] == "client_reset"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_backend_reset_is_passed_to_client(acceptd, backends):
     srv = backends.server(peers.reset_after_request)
     p = acceptd.simple([srv.text])
@@ -139,6 +147,7 @@ def test_backend_reset_is_passed_to_client(acceptd, backends):
     assert p.wait_lines(1)[0]["end"] == "backend_reset"
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_slow_reader_keeps_memory_bounded(acceptd, backends):
     buffer_size = 256 * 1024
     limit = 2048 * MB
@@ -240,6 +249,7 @@ def test_connect_timeout_tries_next_backend(acceptd, backends):
     assert "timed out" in p.text()
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_client_bytes_before_connect_arrive_first(acceptd, backends):
     hole = backends.blackhole()
     good = backends.echo()
@@ -258,6 +268,7 @@ def test_client_bytes_before_connect_arrive_first(acceptd, backends):
     assert good.wait_results(1) == [len(early) + len(late)]
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_idle_timeout_spares_one_way_download(acceptd, backends):
     # 3 s of download with a client that never sends; idle_timeout 1s.
     srv = backends.server(peers.trickle(1000, 0.25, 12))
@@ -293,6 +304,7 @@ def echo_once(addr, data=b"ping"):
     return got
 
 
+@pytest.mark.usefixtures("relay_mode")
 @pytest.mark.skipif(not have_ipv6(), reason="no IPv6 loopback")
 def test_ipv6_listener_and_backend(acceptd, backends):
     srv = backends.echo(host="::1")
@@ -304,6 +316,7 @@ def test_ipv6_listener_and_backend(acceptd, backends):
     assert line["backend"] == srv.text
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_unix_listener(acceptd, backends, sockdir):
     srv = backends.echo()
     path = os.path.join(sockdir, "listen.sock")
@@ -342,6 +355,7 @@ def test_unix_listener_in_use_is_a_bind_error(acceptd, backends, sockdir):
         busy.close()
 
 
+@pytest.mark.usefixtures("relay_mode")
 def test_unix_backend(acceptd, backends):
     srv = backends.echo(unix=True)
     p = acceptd.simple([srv.text])
