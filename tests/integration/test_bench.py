@@ -35,16 +35,21 @@ def acceptd_args():
     return ["--acceptd", acceptd] if acceptd else []
 
 
+def run_bench(script, *args, timeout=240):
+    """Run a bench script on the binary under test; return its result."""
+    return subprocess.run(
+        [sys.executable, os.path.join(BENCH, script)] + list(args) +
+        acceptd_args(), capture_output=True, text=True, timeout=timeout)
+
+
 def test_bench_quick_runs_direct_and_acceptd(tmp_path):
     need("iperf3", "wrk", "nginx")
     js = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
-    r = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "run.py"), "--quick",
-         "--only", "direct,acceptd", "--idle-conns", str(IDLE),
-         "--scenarios", ",".join(QUICK_SCENARIOS),
-         "--json", str(js), "--out", str(md)] + acceptd_args(),
-        capture_output=True, text=True, timeout=240)
+    r = run_bench("run.py", "--quick", "--only", "direct,acceptd",
+                  "--idle-conns", str(IDLE),
+                  "--scenarios", ",".join(QUICK_SCENARIOS),
+                  "--json", str(js), "--out", str(md))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(js.read_text())
     assert data["targets"] == ["direct", "acceptd"]
@@ -75,11 +80,8 @@ def test_bench_callgrind_counts_instructions(tmp_path):
     if os.environ.get("ACCEPTD_SANITIZERS"):
         pytest.skip("valgrind cannot run a sanitizer build")
     js = tmp_path / "callgrind.json"
-    r = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "callgrind.py"),
-         "--warmup", "2", "--count", "5", "--repeat", "1",
-         "--json", str(js)] + acceptd_args(),
-        capture_output=True, text=True, timeout=240)
+    r = run_bench("callgrind.py", "--warmup", "2", "--count", "5",
+                  "--repeat", "1", "--json", str(js))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(js.read_text())
     run = data["runs"][0]
@@ -93,10 +95,7 @@ def test_bench_heap_lists_bytes_per_idle_connection(tmp_path):
     if os.environ.get("ACCEPTD_SANITIZERS"):
         pytest.skip("valgrind cannot run a sanitizer build")
     js = tmp_path / "heap.json"
-    r = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "heap.py"), "--conns", "20",
-         "--json", str(js)] + acceptd_args(),
-        capture_output=True, text=True, timeout=240)
+    r = run_bench("heap.py", "--conns", "20", "--json", str(js))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(js.read_text())
     assert data["conns"] == 20
@@ -108,10 +107,8 @@ def test_bench_heap_lists_bytes_per_idle_connection(tmp_path):
 def test_bench_syscalls_counts_per_mb_and_per_connection(tmp_path):
     need("perf", "iperf3")
     js = tmp_path / "syscalls.json"
-    r = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "syscalls.py"), "--only",
-         "acceptd", "--seconds", "1", "--conns", "20", "--json", str(js)] +
-        acceptd_args(), capture_output=True, text=True, timeout=240)
+    r = run_bench("syscalls.py", "--only", "acceptd", "--seconds", "1",
+                  "--conns", "20", "--json", str(js))
     if r.returncode != 0 and "no syscall tracepoints" in r.stderr:
         pytest.skip("perf cannot count syscall tracepoints here")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -121,3 +118,33 @@ def test_bench_syscalls_counts_per_mb_and_per_connection(tmp_path):
     # Every proxied connection is accepted once.
     assert data["short"]["accept4"] + data["short"].get("accept", 0) >= 20
     assert "\n| acceptd | " in r.stdout
+
+
+def test_bench_profile_quick_cps(tmp_path):
+    need("perf", "wrk", "nginx")
+    js = tmp_path / "profile.json"
+    out = tmp_path / "profile"
+    r = run_bench("cpuprofile.py", "--quick", "--loads", "cps",
+                  "--out", str(out), "--json", str(js), timeout=120)
+    for why in ("perf cannot record here", "no syscall tracepoints"):
+        if r.returncode != 0 and why in r.stderr:
+            pytest.skip("perf cannot profile here: %s" % why)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = r.stdout
+    for section in ("## acceptd CPU profile (perf)", "### cps: wrk",
+                    "- rate: ", "- acceptd CPU: ", "- syscalls per conn: ",
+                    "- CPU by object: ", "Top 10 functions, self time",
+                    "Kernel entry points, inclusive time"):
+        assert section in text, text
+    assert "### Notes" not in text
+    assert (out / "profile.md").read_text() == text
+    assert (out / "cps" / "perf.data").stat().st_size > 0
+    data = json.loads(js.read_text())["loads"]["cps"]
+    for mode in ("record", "stat"):
+        assert data[mode]["requests"] > 0
+        assert data[mode]["errors"] * 100 <= data[mode]["requests"]
+    # Every proxied connection is accepted once.
+    assert data["syscalls"]["accept4"] + data["syscalls"].get(
+        "accept", 0) >= data["stat"]["requests"]
+    assert "kernel" in data["objects"] and "acceptd" in data["objects"]
+    assert 0 < len(data["self"]) <= 10
