@@ -334,6 +334,7 @@ static void	 config_dump_listener(FILE *, const struct listener_conf *);
 static int	 config_write_all(int, const char *, size_t);
 static __dead void config_child(const char *, int);
 static void	 config_close_from(int);
+static int	 config_check_once(const char *, struct causes *, int *);
 static void	 config_report_add(struct config_report *, const char *,
 		     size_t);
 static int	 config_child_collect(pid_t, int, int, struct config_report *,
@@ -2414,10 +2415,33 @@ config_pipe(int fds[2])
 /*
  * Check a configuration file in a child process, since libconfig 1.5
  * calls exit() on some inputs. Returns 0 if it is valid, or -1 with every
- * error (or why the child failed) added to errs.
+ * error (or why the child failed) added to errs. A child that does not
+ * finish in time is killed and the check made once more: a child forked
+ * while another thread held a lock it then needs (an allocator's without
+ * fork handlers, as in sanitizer runtimes) hangs by accident, not because
+ * of the file.
  */
 int
 config_check_in_child(const char *path, struct causes *errs)
+{
+	struct causes	 first = { NULL, 0 };
+	size_t		 i;
+	int		 r, timedout;
+
+	r = config_check_once(path, &first, &timedout);
+	if (r == -1 && timedout) {
+		causes_free(&first);
+		return (config_check_once(path, errs, &timedout));
+	}
+	for (i = 0; i < first.n; i++)
+		causes_add(errs, "%s", first.v[i]);
+	causes_free(&first);
+	return (r);
+}
+
+/* One check in a child; *timedout says whether it had to be killed. */
+static int
+config_check_once(const char *path, struct causes *errs, int *timedout_out)
 {
 	struct config_report	 out = { NULL, 0 }, err = { NULL, 0 };
 	const char		*p, *end, *nl;
@@ -2425,6 +2449,7 @@ config_check_in_child(const char *path, struct causes *errs)
 	int			 outp[2], errp[2], status = 0, timedout, rc;
 	int			 n = 0;
 
+	*timedout_out = 0;
 	if (config_pipe(outp) != 0) {
 		causes_add(errs, "%s: cannot check the configuration: %s",
 		    path, strerror(errno));
@@ -2462,6 +2487,7 @@ config_check_in_child(const char *path, struct causes *errs)
 	close(outp[1]);
 	close(errp[1]);
 	timedout = config_child_collect(pid, outp[0], errp[0], &out, &err);
+	*timedout_out = (timedout != 0);
 	close(outp[0]);
 	close(errp[0]);
 	while ((rc = waitpid(pid, &status, 0)) == -1 && errno == EINTR)
