@@ -28,6 +28,9 @@ VALGRIND_ARGV = ["valgrind", "--error-exitcode=99", "--leak-check=full",
                  "--errors-for-leak-kinds=definite", "--track-fds=no",
                  "--child-silent-after-fork=yes", "-q"]
 START_TIMEOUT = 60.0 if VALGRIND else 30.0 if SANITIZERS else 10.0
+# Waiting for a reload: a check child that hangs (a fork under a sanitizer
+# runtime can) is killed after 10 s and the check made again.
+RELOAD_TIMEOUT = 25.0
 
 
 def acceptd_argv(argv):

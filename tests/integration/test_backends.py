@@ -14,7 +14,7 @@ import time
 import pytest
 
 import peers
-from conftest import SANITIZERS, free_port, have_ipv6
+from conftest import RELOAD_TIMEOUT, SANITIZERS, free_port, have_ipv6
 from dnsserver import DNSServer
 
 SLACK = 1.5 if SANITIZERS else 0.6    # scheduling slack for timings
@@ -379,7 +379,7 @@ def test_health_state_is_kept_across_a_reload(acceptd, pool):
     # rise 6 x 400ms: it stays down for over 2s while checks pass.
     time.sleep(0.3)
     p.signal(signal.SIGHUP)
-    wait_for_text(p, r"reloaded", 5)
+    wait_for_text(p, r"reloaded", RELOAD_TIMEOUT)
     for _ in range(6):
         echo_once(p.addr)
     assert b.counts()[0] == 0, p.text()
@@ -478,7 +478,7 @@ def test_reload_with_a_name_that_never_resolves_keeps_running(acceptd,
                              'backends = [ "%s", "gone.acceptd.test:80" ]'
                              % a.text))
     p.signal(signal.SIGHUP)
-    wait_for_text(p, r"reload failed", 10)
+    wait_for_text(p, r"reload failed", RELOAD_TIMEOUT)
     assert re.search(r"acceptd\.conf:\d+: setting 'backends': "
                      r"\"gone\.acceptd\.test:80\": cannot resolve",
                      p.text())

@@ -12,7 +12,8 @@ import time
 import pytest
 
 import peers
-from conftest import WORKERS, conf_text, free_port, have_ipv6
+from conftest import (RELOAD_TIMEOUT, WORKERS, conf_text, free_port,
+                      have_ipv6)
 from hostile import closed, connect_from, log_lines, served, wait_for
 
 
@@ -330,7 +331,8 @@ def test_reload_changes_the_cap_and_keeps_the_count(acceptd, backends):
             f.write(conf_text([listener], log_level="info",
                               shutdown_timeout="5s"))
         p.signal(signal.SIGHUP)
-        wait_for(lambda: "reloaded" in p.text(), what="the reload")
+        wait_for(lambda: "reloaded" in p.text(), timeout=RELOAD_TIMEOUT,
+                 what="the reload")
         first = readable([b, c], 5)
         assert len(first) == 1 and first[0].recv(1) == b"x"
         other = c if first[0] is b else b

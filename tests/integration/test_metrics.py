@@ -12,7 +12,7 @@ import time
 import pytest
 
 import observe
-from conftest import free_port
+from conftest import RELOAD_TIMEOUT, free_port
 
 
 def test_scrape_passes_promtool(acceptd, backends, sockdir):
@@ -116,11 +116,13 @@ def test_counters_follow_known_traffic(acceptd, backends, sockdir):
 
     # Reloads by result: one good, one broken.
     p.signal(signal.SIGHUP)
-    observe.wait_for(lambda: "reloaded:" in p.text(), what="a reload")
+    observe.wait_for(lambda: "reloaded:" in p.text(),
+                     timeout=RELOAD_TIMEOUT, what="a reload")
     with open(p.conf, "a") as f:
         f.write("listeners = (\n")
     p.signal(signal.SIGHUP)
-    observe.wait_for(lambda: "reload failed" in p.text(), what="a failure")
+    observe.wait_for(lambda: "reload failed" in p.text(),
+                     timeout=RELOAD_TIMEOUT, what="a failure")
     s = observe.parse(observe.scrape(p))
     assert observe.value(s, "acceptd_reloads_total", result="ok") == 1
     assert observe.value(s, "acceptd_reloads_total", result="failed") == 1

@@ -12,7 +12,8 @@ import pytest
 
 import observe
 import peers
-from conftest import SANITIZERS, SMALL, conf_text, free_port
+from conftest import (RELOAD_TIMEOUT, SANITIZERS, SMALL, conf_text,
+                      free_port)
 
 needs_ctl = pytest.mark.skipif(not observe.have_acceptctl(),
                                reason="set ACCEPTCTL to the built acceptctl")
@@ -223,7 +224,7 @@ def test_reload_under_load_with_two_workers(acceptd, backends):
                                   shutdown_timeout="5s"))
             p.signal(signal.SIGHUP)
             observe.wait_for(lambda: p.text().count("reloaded:") > i,
-                             what="reload %d" % i)
+                             timeout=RELOAD_TIMEOUT, what="reload %d" % i)
             time.sleep(0.3)
     finally:
         stop.set()
@@ -315,7 +316,8 @@ def test_reload_keeps_the_number_of_workers(acceptd, backends):
                             "backends": [echo.text]}], workers=3,
                           log_level="info"))
     p.signal(signal.SIGHUP)
-    observe.wait_for(lambda: "reloaded:" in p.text(), what="reload")
+    observe.wait_for(lambda: "reloaded:" in p.text(),
+                     timeout=RELOAD_TIMEOUT, what="reload")
     assert "workers changes only when acceptd is restarted" in p.text()
     assert worker_threads(p.pid) == ["acceptd-w0", "acceptd-w1"]
     assert observe.echo_once(p.addr, b"k") == b"k"
